@@ -1,0 +1,352 @@
+"""Activities of the order workflow, as a class holding its injected clients (provider,
+registry, vault, mailer) so tests swap the clients, not the activities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.common import in_thread, provider_failure, request_id
+from csp_core.models import Order
+from csp_core.notifications import messages
+from csp_core.notifications.mailer import Mailer
+from csp_core.providers.port import (
+    CustomerAddress,
+    NewCustomer,
+    OrderLine,
+    Provider,
+    ProviderError,
+    ProvisioningState,
+)
+from csp_core.provisioning import (
+    DomainCheck,
+    LinkCheck,
+    OrderNotice,
+    OrderNoticeKind,
+    PlacedSubscriptions,
+    TenantOrigin,
+    TenantRef,
+)
+from csp_core.registry import (
+    NewSubscription,
+    OrderConflict,
+    Registry,
+    TenantConflict,
+    TenantRecord,
+)
+from csp_core.secrets import SecretVault
+from csp_core.stages import OrderStage
+from csp_core.timezones import zone
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class OrderActivities:
+    provider: Provider
+    registry: Registry
+    vault: SecretVault
+    mailer: Mailer
+    ops_email: str
+    business_timezone: str = "America/Mexico_City"
+
+    # ------------------------------------------------------------------ bookkeeping
+    @activity.defn
+    async def record_order(self, order: Order) -> None:
+        try:
+            await in_thread(
+                self.registry.record_order,
+                order.order_id,
+                order.fingerprint(),
+                order.reseller.id,
+                order.domain,
+                order.tenant.mode.value,
+            )
+        except OrderConflict as err:
+            raise ApplicationError(str(err), type="OrderConflict", non_retryable=True) from err
+
+    @activity.defn
+    async def record_stage(self, order_id: str, stage: OrderStage, detail: str) -> None:
+        await in_thread(self.registry.set_order_stage, order_id, stage.value, detail)
+
+    # ------------------------------------------------------------------ tenant
+    @activity.defn
+    async def check_domain(self, order: Order) -> DomainCheck:
+        known = await in_thread(self.registry.get_tenant, order.domain)
+        if known is not None:
+            return DomainCheck(known_tenant=_tenant_ref(known))
+        try:
+            available = await self.provider.domain_available(order.domain)
+        except ProviderError as err:
+            raise provider_failure(err, f"checking {order.domain}") from err
+        return DomainCheck(available=available)
+
+    @activity.defn
+    async def create_tenant(self, order: Order) -> TenantRef:
+        """Create the customer tenant and vault its admin credentials in the same step.
+
+        The password never leaves this activity: only a reference is returned to the workflow.
+        """
+        customer = order.customer
+        request = NewCustomer(
+            domain=order.domain,
+            company_name=customer.company_name,
+            first_name=customer.contact.first_name,
+            last_name=customer.contact.last_name,
+            email=str(customer.contact.email),
+            address=CustomerAddress(
+                line1=customer.address.line1,
+                line2=customer.address.line2,
+                city=customer.address.city,
+                state=customer.address.state,
+                postal_code=customer.address.postal_code,
+                country=customer.address.country,
+            ),
+        )
+        try:
+            created = await self.provider.create_customer(
+                request, request_id=request_id("create-customer")
+            )
+        except ProviderError as err:
+            raise provider_failure(err, f"creating tenant {order.domain}") from err
+        ref = await in_thread(
+            self.registry.store_credentials,
+            order.order_id,
+            created.domain,
+            created.admin_username,
+            created.admin_password,
+            self.vault,
+        )
+        tenant = await self._record_tenant(order, created.tenant_id, TenantOrigin.CREATED)
+        log.info("tenant_created", order_id=order.order_id, domain=tenant.domain)
+        return TenantRef(
+            domain=tenant.domain,
+            tenant_id=tenant.tenant_id,
+            origin=TenantOrigin.CREATED,
+            credentials_ref=ref,
+        )
+
+    @activity.defn
+    async def lookup_tenant(self, order: Order) -> LinkCheck:
+        """Is the client's tenant ours already, or has the client accepted us as partner?"""
+        known = await in_thread(self.registry.get_tenant, order.domain)
+        if known is not None:
+            return LinkCheck(tenant=_tenant_ref(known), visible_at_provider=True)
+        try:
+            customer = await self.provider.find_customer_by_domain(order.domain)
+        except ProviderError as err:
+            raise provider_failure(err, f"looking up {order.domain}") from err
+        if customer is None or not customer.has_reseller_relationship:
+            return LinkCheck(visible_at_provider=customer is not None)
+        tenant = await self._record_tenant(order, customer.tenant_id, TenantOrigin.LINKED)
+        return LinkCheck(tenant=_tenant_ref(tenant), visible_at_provider=True)
+
+    @activity.defn
+    async def link_accepted_tenant(self, order: Order) -> TenantRef:
+        """Ops confirmed the acceptance: bind the tenant once the provider shows it."""
+        known = await in_thread(self.registry.get_tenant, order.domain)
+        if known is not None:
+            return _tenant_ref(known)
+        try:
+            customer = await self.provider.find_customer_by_domain(order.domain)
+        except ProviderError as err:
+            raise provider_failure(err, f"looking up {order.domain}") from err
+        if customer is None:
+            # Eventual consistency: retried by the activity's policy until the provider shows it.
+            raise ApplicationError(
+                f"tenant {order.domain} is not visible at the provider yet", type="NotYetVisible"
+            )
+        tenant = await self._record_tenant(order, customer.tenant_id, TenantOrigin.LINKED)
+        return _tenant_ref(tenant)
+
+    # ------------------------------------------------------------------ order
+    @activity.defn
+    async def place_order(self, order: Order, tenant: TenantRef) -> PlacedSubscriptions:
+        lines = [
+            OrderLine(
+                line_number=i,
+                offer_id=item.sku,
+                quantity=item.quantity,
+                term_duration=item.term.value,
+                billing_cycle=item.billing_cycle.value,
+                friendly_name=item.product_name,
+            )
+            for i, item in enumerate(order.items)
+        ]
+        try:
+            placed = await self.provider.place_order(
+                tenant.tenant_id, lines, request_id=request_id("place-order")
+            )
+        except ProviderError as err:
+            raise provider_failure(err, f"placing order on {tenant.domain}") from err
+        by_offer = {item.sku: item for item in order.items}
+        new = [
+            NewSubscription(
+                subscription_id=sub.subscription_id,
+                sku=sub.offer_id,
+                product_name=by_offer[sub.offer_id].product_name,
+                quantity=sub.quantity,
+                term=by_offer[sub.offer_id].term.value,
+                billing_cycle=by_offer[sub.offer_id].billing_cycle.value,
+                unit_price=by_offer[sub.offer_id].unit_price,
+            )
+            for sub in placed.subscriptions
+        ]
+        await in_thread(self.registry.record_subscriptions, order.order_id, tenant.domain, new)
+        await in_thread(
+            self.registry.set_order_stage,
+            order.order_id,
+            OrderStage.PLACING_ORDER.value,
+            None,
+            placed.order_id,
+        )
+        return PlacedSubscriptions(
+            provider_order_id=placed.order_id,
+            subscription_ids=[s.subscription_id for s in placed.subscriptions],
+        )
+
+    @activity.defn
+    async def await_provisioning(self, tenant: TenantRef, placed: PlacedSubscriptions) -> None:
+        """One look at provisioning; 'pending' fails the attempt so the retry policy polls."""
+        pending: list[str] = []
+        for subscription_id in placed.subscription_ids:
+            try:
+                state = await self.provider.subscription_provisioning(
+                    tenant.tenant_id, subscription_id
+                )
+            except ProviderError as err:
+                raise provider_failure(err, f"provisioning status of {subscription_id}") from err
+            if state is ProvisioningState.FAILED:
+                raise ApplicationError(
+                    f"the provider failed to provision subscription {subscription_id}",
+                    type="ProvisioningFailed",
+                    non_retryable=True,
+                )
+            if state is ProvisioningState.PENDING:
+                pending.append(subscription_id)
+        if pending:
+            raise ApplicationError(
+                f"{len(pending)} subscription(s) still provisioning", type="ProvisioningPending"
+            )
+
+    @activity.defn
+    async def activate(self, order: Order, tenant: TenantRef, placed: PlacedSubscriptions) -> None:
+        activated_at = activity.info().current_attempt_scheduled_time
+        for subscription_id in placed.subscription_ids:
+            await in_thread(
+                self.registry.set_subscription_status, subscription_id, "active", activated_at
+            )
+
+    # ------------------------------------------------------------------ e-mail
+    @activity.defn
+    async def notify(self, notice: OrderNotice) -> None:
+        email = await self._render(notice)
+        claimed = await in_thread(
+            self.registry.claim_notification,
+            email.key,
+            email.kind,
+            ",".join(email.to),
+            notice.order.order_id,
+        )
+        if not claimed:
+            log.info("notification_already_sent", key=email.key)
+            return
+        try:
+            await self.mailer.send(email)
+        except Exception:
+            # Not sent: release the claim so the retry sends it.
+            await in_thread(self.registry.release_notification, email.key)
+            raise
+
+    async def _render(self, notice: OrderNotice) -> messages.Email:
+        order = notice.order
+        key = f"order-{order.order_id}:{notice.kind.value}"
+        if notice.reminder_number is not None:
+            key += f":{notice.reminder_number}"
+        common = dict(
+            key=key,
+            tz=zone(self.business_timezone),
+            order_id=order.order_id,
+            reseller_name=order.reseller.name,
+            reseller_email=str(order.reseller.email),
+            company_name=order.customer.company_name,
+            domain=order.domain,
+        )
+        match notice.kind:
+            case OrderNoticeKind.INVITATION:
+                return messages.partner_invitation(
+                    relationship_url=await self._relationship_url(),
+                    deadline=_required(notice.deadline),
+                    **common,
+                )
+            case OrderNoticeKind.ACCEPTANCE_REMINDER:
+                return messages.acceptance_reminder(
+                    relationship_url=await self._relationship_url(),
+                    reminder_number=_required(notice.reminder_number),
+                    deadline=_required(notice.deadline),
+                    **common,
+                )
+            case OrderNoticeKind.EXPIRED:
+                return messages.acceptance_expired(deadline=_required(notice.deadline), **common)
+            case OrderNoticeKind.ACTIVE:
+                lines = [
+                    messages.OrderLine(
+                        item.product_name, item.quantity, item.term.value, item.billing_cycle.value
+                    )
+                    for item in order.items
+                ]
+                return messages.order_active(
+                    lines=lines,
+                    tenant_created=notice.tenant_created,
+                    purchased_at=activity.info().current_attempt_scheduled_time,
+                    **common,
+                )
+            case OrderNoticeKind.CANCELLED:
+                return messages.order_cancelled(reason=notice.reason or "", **common)
+            case OrderNoticeKind.FAILED:
+                return messages.order_failed(
+                    reason=notice.reason or "", ops_email=self.ops_email, **common
+                )
+        raise ValueError(f"unknown notice kind {notice.kind}")
+
+    async def _relationship_url(self) -> str:
+        try:
+            return await self.provider.relationship_request_link()
+        except ProviderError as err:
+            raise provider_failure(err, "getting the reseller relationship link") from err
+
+    # ------------------------------------------------------------------ helpers
+    async def _record_tenant(
+        self, order: Order, tenant_id: str, origin: TenantOrigin
+    ) -> TenantRecord:
+        try:
+            return await in_thread(
+                self.registry.record_tenant,
+                order.domain,
+                tenant_id,
+                order.customer.company_name,
+                order.reseller.id,
+                origin.value,
+            )
+        except TenantConflict as err:
+            raise ApplicationError(str(err), type="TenantConflict", non_retryable=True) from err
+
+
+def _tenant_ref(record: TenantRecord, credentials_ref: str | None = None) -> TenantRef:
+    return TenantRef(
+        domain=record.domain,
+        tenant_id=record.tenant_id,
+        origin=TenantOrigin(record.origin),
+        credentials_ref=credentials_ref,
+    )
+
+
+def _required(value: T | None) -> T:
+    if value is None:
+        raise ApplicationError("notice is missing a field", non_retryable=True)
+    return value

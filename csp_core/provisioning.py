@@ -1,0 +1,94 @@
+"""Values that travel through the order workflow: its input, the tenant it resolves, and the
+status it reports to ops. Plain pydantic; no Temporal import."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from csp_core.models import Order
+from csp_core.rules import AcceptancePolicy
+from csp_core.stages import OrderStage
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class OrderRequest(_Model):
+    """The workflow input: the validated order plus the business policy in force at start."""
+
+    order: Order
+    acceptance: AcceptancePolicy = AcceptancePolicy()
+
+
+class TenantOrigin(StrEnum):
+    CREATED = "created"
+    LINKED = "linked"
+
+
+class TenantRef(_Model):
+    domain: str
+    tenant_id: str
+    origin: TenantOrigin
+    # Opaque reference to the vaulted admin credentials (created tenants only): never the secret.
+    credentials_ref: str | None = None
+
+
+class DomainCheck(_Model):
+    """Result of checking a create-mode domain: ours already, free, or taken by someone else."""
+
+    known_tenant: TenantRef | None = None
+    available: bool = False
+
+
+class LinkCheck(_Model):
+    """Result of looking up a link-mode tenant at the registry and the provider."""
+
+    tenant: TenantRef | None = None  # set when we may transact on it now
+    visible_at_provider: bool = False
+
+
+class PlacedSubscriptions(_Model):
+    provider_order_id: str
+    subscription_ids: list[str]
+
+
+class OrderNoticeKind(StrEnum):
+    INVITATION = "invitation"
+    ACCEPTANCE_REMINDER = "acceptance_reminder"
+    EXPIRED = "expired"
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class OrderNotice(_Model):
+    """An e-mail the order workflow asks for; the activity renders it in es-MX and sends it once."""
+
+    kind: OrderNoticeKind
+    order: Order
+    reminder_number: int | None = None
+    deadline: datetime | None = None
+    reason: str | None = None
+    tenant_created: bool = False
+
+
+class OrderStatus(_Model):
+    """What the `status` query returns."""
+
+    order_id: str
+    stage: OrderStage
+    domain: str
+    reseller_id: str
+    tenant_id: str | None = None
+    waiting_since: datetime | None = None
+    acceptance_deadline: datetime | None = None
+    reminders_sent: int = 0
+    provider_order_id: str | None = None
+    subscription_ids: list[str] = []
+    detail: str = ""
+    cancel_reason: str | None = None
+    cancel_refused: str | None = None

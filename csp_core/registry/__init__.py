@@ -1,0 +1,58 @@
+"""The registry: tenants, orders, licenses, credentials, e-mail ledger and renewal charges.
+
+SQLAlchemy 2 + Alembic, on SQLite (default, development) or PostgreSQL (production).
+"""
+
+from csp_core.registry.errors import (
+    ChargeAlreadyPaid,
+    CredentialsAlreadyRevealed,
+    CredentialsNotFound,
+    LicenseTransferRefused,
+    OrderConflict,
+    RegistryError,
+    TenantConflict,
+    UnknownCharge,
+    UnknownOrder,
+    UnknownSubscription,
+    UnknownTenant,
+)
+from csp_core.registry.repository import (
+    ChargeRecord,
+    LicenseRow,
+    NewSubscription,
+    OrderRecord,
+    Registry,
+    SubscriptionRecord,
+    SubscriptionStatus,
+    TenantOrigin,
+    TenantRecord,
+    credentials_ref,
+    make_engine,
+    normalize_url,
+)
+
+__all__ = [
+    "ChargeAlreadyPaid",
+    "ChargeRecord",
+    "CredentialsAlreadyRevealed",
+    "CredentialsNotFound",
+    "LicenseRow",
+    "LicenseTransferRefused",
+    "NewSubscription",
+    "OrderConflict",
+    "OrderRecord",
+    "Registry",
+    "RegistryError",
+    "SubscriptionRecord",
+    "SubscriptionStatus",
+    "TenantConflict",
+    "TenantOrigin",
+    "TenantRecord",
+    "UnknownCharge",
+    "UnknownOrder",
+    "UnknownSubscription",
+    "UnknownTenant",
+    "credentials_ref",
+    "make_engine",
+    "normalize_url",
+]

@@ -1,0 +1,63 @@
+"""Alembic, configured in code: no alembic.ini, scripts shipped inside the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
+    """An alembic Config for the registry; env.py uses `connection` when one is given."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # ConfigParser interpolation: a '%' in a password must be doubled.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _run(target: str | Engine, action: str, revision: str) -> None:
+    from csp_core.registry.repository import make_engine  # avoid an import cycle
+
+    owned = isinstance(target, str)
+    engine = make_engine(target) if isinstance(target, str) else target
+    try:
+        # write=True: on SQLite the migration takes the write lock up front (BEGIN IMMEDIATE),
+        # so two processes upgrading at once run one after the other.
+        with engine.execution_options(csp_write=True).connect() as connection:
+            config = alembic_config(connection=connection)
+            if action == "upgrade":
+                command.upgrade(config, revision)
+            else:
+                command.downgrade(config, revision)
+            connection.commit()
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def upgrade(target: str | Engine, revision: str = "head") -> None:
+    """Apply migrations up to `revision` on a database URL or an existing engine."""
+    _run(target, "upgrade", revision)
+
+
+def downgrade(target: str | Engine, revision: str) -> None:
+    _run(target, "downgrade", revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

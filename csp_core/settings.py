@@ -1,0 +1,94 @@
+"""Runtime and business settings, read from the environment (and an optional .env file).
+
+Business settings (cutoff day, reminder ladders, expiry, suspension policy) are snapshotted
+into each workflow's input when it starts, so changing them never breaks a replay.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DATA_DIR = Path(".data")
+TASK_QUEUE = "csp-orchestrator"
+
+
+class ProviderKind(StrEnum):
+    SANDBOX = "sandbox"
+    PARTNER_CENTER = "partner_center"
+    INGRAM = "ingram"
+
+
+class CutoffPolicy(StrEnum):
+    NOTIFY = "notify"
+    SUSPEND = "suspend"
+
+
+def _int_list(value: object) -> object:
+    if isinstance(value, str):
+        return [int(part) for part in value.replace(" ", "").split(",") if part]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = TASK_QUEUE
+
+    # Storage
+    database_url: str = f"sqlite:///{DATA_DIR / 'csp.db'}"
+    # Fernet key for secrets at rest (tenant admin passwords). When unset, a key is generated
+    # once into secrets_key_file (development only; production sets SECRETS_KEY).
+    secrets_key: SecretStr | None = None
+    secrets_key_file: Path = DATA_DIR / "secrets.key"
+
+    # Provider
+    provider: ProviderKind = ProviderKind.SANDBOX
+    provider_base_url: str = "http://127.0.0.1:8100"
+    provider_api_key: SecretStr = SecretStr("sandbox-token")
+    provider_timeout_seconds: float = 30.0
+    # Our (the marketplace's) partner identifiers, sent as reseller of record.
+    partner_tenant_id: str = "00000000-0000-0000-0000-00000000a5e0"
+    partner_mpn_id: str = "6543210"
+
+    # Mail
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Marketplace Microsoft <licencias@marketplace.example.mx>"
+    ops_email: str = "operaciones@marketplace.example.mx"
+
+    # Business rules
+    business_timezone: str = "America/Mexico_City"
+    payment_cutoff_day: Annotated[int, Field(ge=2, le=28)] = 26
+    acceptance_reminder_days: Annotated[list[int], NoDecode] = [2, 5, 10]
+    acceptance_expiry_days: Annotated[int, Field(ge=1, le=365)] = 30
+    acceptance_poll_minutes: Annotated[int, Field(ge=1)] = 60
+    renewal_reminder_days: Annotated[list[int], NoDecode] = [15, 20]
+    renewal_escalation_day: Annotated[int, Field(ge=1, le=28)] = 23
+    renewal_final_notice_day: Annotated[int, Field(ge=1, le=28)] = 25
+    renewal_cutoff_policy: CutoffPolicy = CutoffPolicy.NOTIFY
+
+    # Logging
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("acceptance_reminder_days", "renewal_reminder_days", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return _int_list(value)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,40 @@
+"""Stage and status vocabularies that are part of the public contract (search attribute values)."""
+
+from enum import StrEnum
+
+
+class OrderStage(StrEnum):
+    RECEIVED = "RECEIVED"
+    CREATING_TENANT = "CREATING_TENANT"
+    LINKING_TENANT = "LINKING_TENANT"
+    AWAITING_PARTNER_ACCEPTANCE = "AWAITING_PARTNER_ACCEPTANCE"
+    PLACING_ORDER = "PLACING_ORDER"
+    ACTIVATING = "ACTIVATING"
+    ACTIVE = "ACTIVE"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    FAILED = "FAILED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in {self.ACTIVE, self.CANCELLED, self.EXPIRED, self.FAILED}
+
+    @property
+    def cancellable(self) -> bool:
+        """An order can be cancelled until it has been placed with the provider."""
+        return self in {
+            self.RECEIVED,
+            self.CREATING_TENANT,
+            self.LINKING_TENANT,
+            self.AWAITING_PARTNER_ACCEPTANCE,
+        }
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "PENDING"
+    REMINDED = "REMINDED"
+    ESCALATED = "ESCALATED"
+    PAID = "PAID"
+    AT_RISK = "AT_RISK"
+    SUSPENDED = "SUSPENDED"
+    REACTIVATED = "REACTIVATED"

@@ -1,0 +1,62 @@
+"""`python -m sandbox`: run the Partner Center sandbox in the foreground (dev stack)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import structlog
+import uvicorn
+
+from sandbox.app import create_app
+
+log = structlog.get_logger("sandbox")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="JSON file to load the world from and persist it to (omit: in memory only)",
+    )
+    parser.add_argument(
+        "--provisioning-delay",
+        type=float,
+        default=0.0,
+        help="seconds before new subscriptions become active",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("SANDBOX_TOKEN", "sandbox-token"),
+        help="bearer token clients must send (default: $SANDBOX_TOKEN or sandbox-token)",
+    )
+    parser.add_argument(
+        "--enforce-relationship",
+        action="store_true",
+        help="refuse orders (20002) on tenants whose client has not accepted us as partner",
+    )
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+
+    app = create_app(
+        state_file=args.state_file,
+        provisioning_delay_seconds=args.provisioning_delay,
+        token=args.token,
+        enforce_relationship=args.enforce_relationship,
+    )
+    log.info(
+        "sandbox.listening",
+        url=f"http://{args.host}:{args.port}",
+        state_file=str(args.state_file) if args.state_file else None,
+        provisioning_delay_seconds=args.provisioning_delay,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

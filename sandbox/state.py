@@ -1,0 +1,468 @@
+"""The sandbox's world: customers, orders, subscriptions, idempotent replays, faults, stats.
+
+Kept as plain JSON-able dicts in Partner Center's own resource shapes, so persisting is a
+json.dump and answering is returning the stored resource. Every write persists the whole
+world (it is small) atomically, so restarting the dev stack keeps what was created.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import secrets
+import string
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ONMICROSOFT_SUFFIX = ".onmicrosoft.com"
+_PREFIX_RE = re.compile(r"^[a-z0-9]{1,27}$")
+TERM_MONTHS = {"P1M": 1, "P1Y": 12, "P3Y": 36}
+STAT_KEYS = (
+    "customers_created",
+    "orders_created",
+    "subscriptions_created",
+    "subscriptions_suspended",
+    "subscriptions_reactivated",
+    "relationships_accepted",
+    "requests_replayed",
+    "faults_served",
+)
+
+# Stable ids for the seeded world, so demos and tests can name them.
+NORTHWIND_TENANT = "4f3c6a1e-2b7d-4e59-9a0c-6d1e8b2f7a31"
+FABRIKAM_TENANT = "b8e2d4f6-9c1a-4b3e-8f57-2a6c0d9e1b44"
+NORTHWIND_DOMAIN = "northwind.onmicrosoft.com"
+FABRIKAM_DOMAIN = "fabrikam.onmicrosoft.com"
+# Domains that exist in Microsoft's world (other partners' customers): taken, not visible.
+FOREIGN_DOMAINS = ("contoso.onmicrosoft.com", "microsoft.onmicrosoft.com")
+
+
+class SandboxError(Exception):
+    """A Partner Center style error answer: HTTP status + {code, description}."""
+
+    def __init__(self, status: int, code: str, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.code = code
+        self.description = description
+
+
+def iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def add_months(when: datetime, months: int) -> datetime:
+    month_index = when.month - 1 + months
+    year, month = when.year + month_index // 12, month_index % 12 + 1
+    # Clamp to the month's last day (Jan 31 + 1 month -> Feb 28/29).
+    for day in (when.day, 30, 29, 28):
+        try:
+            return when.replace(year=year, month=month, day=day)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def commitment_end(created: datetime, term: str) -> datetime:
+    """Term end as Partner Center shows it: the inclusive last day, at midnight UTC."""
+    end = add_months(created, TERM_MONTHS.get(term, 1)) - timedelta(days=1)
+    return end.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _password() -> str:
+    """A throwaway admin password of the shape Microsoft generates (sandbox only)."""
+    alphabet = string.ascii_letters + string.digits
+    body = "".join(secrets.choice(alphabet) for _ in range(12))
+    return f"{secrets.choice(string.ascii_uppercase)}{body}{secrets.randbelow(10)}!"
+
+
+def _customer_resource(
+    tenant_id: str,
+    domain: str,
+    company_name: str,
+    relationship: str,
+    billing_profile: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "id": tenant_id,
+        "commerceId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"commerce:{tenant_id}")),
+        "companyProfile": {
+            "tenantId": tenant_id,
+            "domain": domain,
+            "companyName": company_name,
+        },
+        "billingProfile": billing_profile,
+        "relationshipToPartner": relationship,
+        "allowDelegatedAccess": relationship == "reseller",
+        "attributes": {"objectType": "Customer"},
+    }
+
+
+def seeded_world() -> dict[str, Any]:
+    northwind = _customer_resource(
+        NORTHWIND_TENANT,
+        NORTHWIND_DOMAIN,
+        "Northwind Traders México SA de CV",
+        "reseller",
+        {
+            "email": "ti@northwind.example.mx",
+            "culture": "es-MX",
+            "language": "es",
+            "companyName": "Northwind Traders México SA de CV",
+            "defaultAddress": {
+                "country": "MX",
+                "city": "Ciudad de México",
+                "state": "CDMX",
+                "addressLine1": "Av. Paseo de la Reforma 222",
+                "postalCode": "06600",
+                "firstName": "Laura",
+                "lastName": "Méndez",
+            },
+        },
+    )
+    fabrikam = _customer_resource(
+        FABRIKAM_TENANT,
+        FABRIKAM_DOMAIN,
+        "Fabrikam de Occidente SA de CV",
+        "none",
+        {
+            "email": "sistemas@fabrikam.example.mx",
+            "culture": "es-MX",
+            "language": "es",
+            "companyName": "Fabrikam de Occidente SA de CV",
+            "defaultAddress": {
+                "country": "MX",
+                "city": "Guadalajara",
+                "state": "JAL",
+                "addressLine1": "Av. Vallarta 1020",
+                "postalCode": "44100",
+                "firstName": "Jorge",
+                "lastName": "Ramírez",
+            },
+        },
+    )
+    return {
+        "version": 1,
+        "customers": {NORTHWIND_TENANT: northwind, FABRIKAM_TENANT: fabrikam},
+        "orders": {},  # tenant -> order id -> order resource
+        "subscriptions": {},  # tenant -> subscription id -> subscription resource
+        "ready_at": {},  # order id -> when its subscriptions finish provisioning
+        "replays": {},  # "METHOD path requestId" -> {"status", "body"}
+        "stats": dict.fromkeys(STAT_KEYS, 0),
+    }
+
+
+@dataclass
+class Fault:
+    """Make the next `times` matching calls fail (retry tests)."""
+
+    path_prefix: str
+    status: int
+    method: str | None = None
+    retry_after: float | None = None
+    times: int = 1
+    code: str | None = None
+    description: str | None = None
+
+
+class SandboxState:
+    """The in-memory world with optional JSON persistence. All access under one lock."""
+
+    def __init__(
+        self,
+        state_file: Path | None = None,
+        *,
+        provisioning_delay_seconds: float = 0.0,
+        partner_tenant_id: str = "00000000-0000-0000-0000-00000000a5e0",
+        enforce_relationship: bool = False,
+    ) -> None:
+        self.state_file = state_file
+        # Off by default: the sandbox then trusts an ops-confirmed acceptance (the
+        # partner_accepted signal) the way Ingram's own records would, even before the
+        # simulated client clicks the link. On, orders need an accepted relationship (20002).
+        self.enforce_relationship = enforce_relationship
+        self.provisioning_delay = timedelta(seconds=max(0.0, provisioning_delay_seconds))
+        self.partner_tenant_id = partner_tenant_id
+        self.lock = threading.RLock()
+        self.faults: list[Fault] = []
+        self.world = self._load() or seeded_world()
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Any] | None:
+        if self.state_file is None or not self.state_file.exists():
+            return None
+        world = json.loads(self.state_file.read_text(encoding="utf-8"))
+        stats = world.setdefault("stats", {})
+        for key in STAT_KEYS:
+            stats.setdefault(key, 0)
+        return world
+
+    def save(self) -> None:
+        if self.state_file is None:
+            return
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
+        tmp.write_text(json.dumps(self.world, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, self.state_file)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.world = seeded_world()
+            self.faults.clear()
+            self.save()
+
+    def bump(self, stat: str, by: int = 1) -> None:
+        self.world["stats"][stat] = self.world["stats"].get(stat, 0) + by
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.world["stats"])
+
+    # -- faults and replays ----------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.method and fault.method.upper() != method.upper():
+                    continue
+                if not path.startswith(fault.path_prefix):
+                    continue
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+                self.bump("faults_served")
+                return fault
+            return None
+
+    def replay(self, key: str) -> dict[str, Any] | None:
+        with self.lock:
+            stored = self.world["replays"].get(key)
+            if stored is not None:
+                self.bump("requests_replayed")
+                self.save()
+            return copy.deepcopy(stored)
+
+    def remember(self, key: str, status: int, body: Any) -> None:
+        # Callers hold the lock: the side effect and its replay record land together.
+        self.world["replays"][key] = {"status": status, "body": copy.deepcopy(body)}
+
+    # -- customers -------------------------------------------------------------------------------
+
+    def domain_taken(self, domain: str) -> bool:
+        domain = domain.lower()
+        with self.lock:
+            return domain in FOREIGN_DOMAINS or self.customer_by_domain(domain) is not None
+
+    def customer_by_domain(self, domain: str) -> dict[str, Any] | None:
+        for customer in self.world["customers"].values():
+            if customer["companyProfile"]["domain"] == domain.lower():
+                return customer
+        return None
+
+    def find_customers(self, field: str, value: str, size: int) -> list[dict[str, Any]]:
+        value = value.lower()
+        with self.lock:
+            found = []
+            for customer in self.world["customers"].values():
+                profile = customer["companyProfile"]
+                haystack = profile["domain"] if field == "domain" else profile["companyName"]
+                if haystack.lower().startswith(value):
+                    found.append(copy.deepcopy(customer))
+            return found[:size]
+
+    def get_customer(self, tenant_id: str) -> dict[str, Any]:
+        customer = self.world["customers"].get(tenant_id)
+        if customer is None:
+            raise SandboxError(404, "CustomerNotFound", f"Customer {tenant_id} was not found.")
+        return customer
+
+    def create_customer(
+        self, domain: str, billing_profile: dict[str, Any], associated_partner_id: str | None
+    ) -> dict[str, Any]:
+        """Create a tenant; answer the resource plus generated admin credentials."""
+        domain = domain.strip().lower()
+        prefix = domain.removesuffix(ONMICROSOFT_SUFFIX)
+        if not domain.endswith(ONMICROSOFT_SUFFIX) or not _PREFIX_RE.match(prefix):
+            raise SandboxError(
+                400,
+                "InvalidDomain",
+                "The domain must be <prefix>.onmicrosoft.com with a prefix of 1-27 "
+                "letters and digits.",
+            )
+        if self.domain_taken(domain):
+            raise SandboxError(
+                409, "DomainAlreadyExists", f"The domain {domain} is already in use."
+            )
+        tenant_id = str(uuid.uuid4())
+        resource = _customer_resource(
+            tenant_id, domain, billing_profile.get("companyName", ""), "reseller", billing_profile
+        )
+        if associated_partner_id:
+            resource["associatedPartnerId"] = associated_partner_id
+        self.world["customers"][tenant_id] = resource
+        self.bump("customers_created")
+        answer = copy.deepcopy(resource)
+        answer["userCredentials"] = {"userName": "admin", "password": _password()}
+        return answer
+
+    def accept_relationship(self, domain: str) -> dict[str, Any]:
+        with self.lock:
+            customer = self.customer_by_domain(domain)
+            if customer is None:
+                raise SandboxError(404, "CustomerNotFound", f"No customer with domain {domain}.")
+            if customer["relationshipToPartner"] != "reseller":
+                customer["relationshipToPartner"] = "reseller"
+                customer["allowDelegatedAccess"] = True
+                self.bump("relationships_accepted")
+                self.save()
+            return copy.deepcopy(customer)
+
+    def relationship_link(self) -> str:
+        return (
+            "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship"
+            f"&partnerId={self.partner_tenant_id}&msppId=0&DAP=false"
+            "#/BillingAccounts/partner-invitation"
+        )
+
+    # -- orders and subscriptions ----------------------------------------------------------------
+
+    def _refresh(self, tenant_id: str) -> None:
+        """Finish provisioning whose time has come (lazily, on every read or write)."""
+        now = datetime.now(UTC)
+        orders = self.world["orders"].get(tenant_id, {})
+        subs = self.world["subscriptions"].get(tenant_id, {})
+        for order_id, order in orders.items():
+            if order["status"] != "pending":
+                continue
+            ready_at = self.world["ready_at"].get(order_id)
+            if ready_at is not None and parse_iso(ready_at) > now:
+                continue
+            for sub in subs.values():
+                if sub["orderId"] == order_id and sub["status"] == "pending":
+                    sub["status"] = "active"
+            order["status"] = "completed"
+
+    def place_order(self, tenant_id: str, line_items: list[dict[str, Any]]) -> dict[str, Any]:
+        customer = self.get_customer(tenant_id)
+        if self.enforce_relationship and customer["relationshipToPartner"] != "reseller":
+            raise SandboxError(403, "20002", "There is no commerce relationship with the customer.")
+        if not line_items:
+            raise SandboxError(400, "InvalidInput", "An order needs at least one line item.")
+        now = datetime.now(UTC)
+        order_id = str(uuid.uuid4())
+        subs = self.world["subscriptions"].setdefault(tenant_id, {})
+        items = []
+        for item in line_items:
+            sub_id = str(uuid.uuid4())
+            subs[sub_id] = {
+                "id": sub_id,
+                "offerId": item["offerId"],
+                "offerName": item.get("friendlyName") or item["offerId"],
+                "friendlyName": item.get("friendlyName") or item["offerId"],
+                "quantity": item["quantity"],
+                "unitType": "Licenses",
+                "status": "pending",
+                "orderId": order_id,
+                "termDuration": item["termDuration"],
+                "billingCycle": item["billingCycle"],
+                "autoRenewEnabled": True,
+                "creationDate": iso(now),
+                "effectiveStartDate": iso(now),
+                "commitmentEndDate": iso(commitment_end(now, item["termDuration"])),
+                "partnerId": self.partner_tenant_id,
+                "attributes": {"objectType": "Subscription"},
+            }
+            items.append({**item, "subscriptionId": sub_id})
+        order = {
+            "id": order_id,
+            "referenceCustomerId": tenant_id,
+            "lineItems": items,
+            "status": "pending",
+            "creationDate": iso(now),
+            "attributes": {"objectType": "Order"},
+        }
+        self.world["orders"].setdefault(tenant_id, {})[order_id] = order
+        self.world["ready_at"][order_id] = iso(now + self.provisioning_delay)
+        self.bump("orders_created")
+        self.bump("subscriptions_created", len(items))
+        self._refresh(tenant_id)
+        return copy.deepcopy(order)
+
+    def get_order(self, tenant_id: str, order_id: str) -> dict[str, Any]:
+        with self.lock:
+            self.get_customer(tenant_id)
+            self._refresh(tenant_id)
+            order = self.world["orders"].get(tenant_id, {}).get(order_id)
+            if order is None:
+                raise SandboxError(404, "OrderNotFound", f"Order {order_id} was not found.")
+            return copy.deepcopy(order)
+
+    def list_subscriptions(self, tenant_id: str, order_id: str | None) -> list[dict[str, Any]]:
+        with self.lock:
+            self.get_customer(tenant_id)
+            self._refresh(tenant_id)
+            subs = self.world["subscriptions"].get(tenant_id, {}).values()
+            return [copy.deepcopy(s) for s in subs if order_id is None or s["orderId"] == order_id]
+
+    def _subscription(self, tenant_id: str, subscription_id: str) -> dict[str, Any]:
+        self.get_customer(tenant_id)
+        self._refresh(tenant_id)
+        sub = self.world["subscriptions"].get(tenant_id, {}).get(subscription_id)
+        if sub is None:
+            raise SandboxError(
+                404, "SubscriptionNotFound", f"Subscription {subscription_id} was not found."
+            )
+        return sub
+
+    def get_subscription(self, tenant_id: str, subscription_id: str) -> dict[str, Any]:
+        with self.lock:
+            return copy.deepcopy(self._subscription(tenant_id, subscription_id))
+
+    def provisioning_status(self, tenant_id: str, subscription_id: str) -> dict[str, Any]:
+        with self.lock:
+            sub = self._subscription(tenant_id, subscription_id)
+            status = "pending" if sub["status"] == "pending" else "success"
+            return {"skuId": sub["offerId"].split(":")[-1], "status": status}
+
+    def set_subscription_status(
+        self, tenant_id: str, subscription_id: str, status: str
+    ) -> dict[str, Any]:
+        """Suspend or reactivate; asking for the current status is a no-op (not counted)."""
+        sub = self._subscription(tenant_id, subscription_id)
+        current = sub["status"]
+        if status == current:
+            return copy.deepcopy(sub)
+        if status == "suspended" and current == "active":
+            sub["status"] = "suspended"
+            # Suspending turns auto-renew off (Partner Center does the same).
+            sub["autoRenewEnabled"] = False
+            self.bump("subscriptions_suspended")
+        elif status == "active" and current == "suspended":
+            sub["status"] = "active"
+            self.bump("subscriptions_reactivated")
+        elif current == "pending":
+            raise SandboxError(
+                409, "SubscriptionNotProvisioned", "The subscription is still provisioning."
+            )
+        else:
+            raise SandboxError(
+                400,
+                "InvalidStatusTransition",
+                f"The sandbox cannot change a subscription from {current} to {status}.",
+            )
+        return copy.deepcopy(sub)

@@ -1,0 +1,189 @@
+"""The CLI for order systems and ops: `python starter.py --help` (installed as `csp`).
+
+Input is validated before anything starts; exit codes: 0 ok, 2 invalid input, 3 refused,
+4 not found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from api import orders as order_api
+from csp_core.models import OrderValidationError, parse_order
+from csp_core.registry import CredentialsAlreadyRevealed, CredentialsNotFound, Registry
+from csp_core.secrets import SecretVault
+from csp_core.settings import get_settings
+from temporalutil.client import connect
+
+app = typer.Typer(help="csp-orchestrator: Microsoft CSP orders and renewals.", no_args_is_help=True)
+order_app = typer.Typer(help="Submit and steer license orders.", no_args_is_help=True)
+licenses_app = typer.Typer(help="Licenses per tenant, from the registry.", no_args_is_help=True)
+credentials_app = typer.Typer(help="Tenant admin credentials (shown once).", no_args_is_help=True)
+app.add_typer(order_app, name="order")
+app.add_typer(licenses_app, name="licenses")
+app.add_typer(credentials_app, name="credentials")
+
+EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    finally:
+        gc.collect()  # sdk-python#300: avoid the native runtime's crash at interpreter exit
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _registry() -> Registry:
+    return Registry.from_url(get_settings().database_url)
+
+
+@order_app.command("submit")
+def order_submit(file: Annotated[Path, typer.Argument(help="Order JSON file.")]) -> None:
+    """Validate an order and start its workflow (idempotent)."""
+    try:
+        order = parse_order(file.read_bytes())
+    except OSError as err:
+        raise _fail(f"cannot read {file}: {err.strerror}", EXIT_INVALID) from err
+    except OrderValidationError as err:
+        raise _fail(str(err), EXIT_INVALID) from err
+
+    async def submit() -> order_api.SubmitResult:
+        settings = get_settings()
+        return await order_api.submit_order(await connect(settings), order, settings)
+
+    try:
+        result = _run(submit())
+    except order_api.OrderRefused as err:
+        raise _fail(str(err), EXIT_REFUSED) from err
+    verb = "started" if result.created else "already submitted; same workflow"
+    typer.echo(f"{result.workflow_id}: {verb} (run {result.run_id})")
+
+
+@order_app.command("status")
+def order_status(order_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show where an order stands (asks the workflow)."""
+
+    async def query() -> Any:
+        return await order_api.order_status(await connect(get_settings()), order_id)
+
+    try:
+        status = _run(query())
+    except order_api.OrderRefused as err:
+        raise _fail(str(err), EXIT_NOT_FOUND) from err
+    if as_json:
+        typer.echo(status.model_dump_json(indent=2))
+        return
+    typer.echo(f"order {status.order_id}: {status.stage.value}")
+    typer.echo(
+        f"  tenant      {status.domain}" + (f" ({status.tenant_id})" if status.tenant_id else "")
+    )
+    if status.acceptance_deadline:
+        typer.echo(f"  reminders   {status.reminders_sent}")
+        typer.echo(f"  expires     {status.acceptance_deadline.isoformat()}")
+    if status.provider_order_id:
+        typer.echo(
+            f"  provider    order {status.provider_order_id}, "
+            f"{len(status.subscription_ids)} subscription(s)"
+        )
+    typer.echo(f"  detail      {status.detail}")
+    if status.cancel_refused:
+        typer.echo(f"  note        {status.cancel_refused}")
+
+
+@order_app.command("accept")
+def order_accept(
+    order_id: str, note: Annotated[str | None, typer.Option(help="Who confirmed it.")] = None
+) -> None:
+    """Record that the client accepted us and the distributor as partners."""
+
+    async def accept() -> None:
+        await order_api.accept_partner(await connect(get_settings()), order_id, note)
+
+    try:
+        _run(accept())
+    except order_api.OrderRefused as err:
+        raise _fail(str(err), EXIT_REFUSED) from err
+    typer.echo(f"order {order_id}: partner acceptance recorded; activation continues")
+
+
+@order_app.command("cancel")
+def order_cancel(
+    order_id: str, reason: Annotated[str, typer.Option(help="Why it is cancelled.")]
+) -> None:
+    """Cancel an order that has not been placed with the provider yet."""
+
+    async def cancel() -> None:
+        await order_api.cancel_order(await connect(get_settings()), order_id, reason)
+
+    try:
+        _run(cancel())
+    except order_api.OrderRefused as err:
+        raise _fail(str(err), EXIT_REFUSED) from err
+    typer.echo(f"order {order_id}: cancellation requested")
+
+
+@licenses_app.command("list")
+def licenses_list(
+    domain: Annotated[str | None, typer.Option(help="Only this tenant domain.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Licenses per tenant domain."""
+    registry = _registry()
+    try:
+        rows = registry.list_licenses(domain.lower() if domain else None)
+    finally:
+        registry.dispose()
+    if as_json:
+        typer.echo(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
+        return
+    if not rows:
+        typer.echo("no licenses" + (f" on {domain}" if domain else ""))
+        return
+    current = None
+    for row in rows:
+        if row.domain != current:
+            current = row.domain
+            typer.echo(f"{row.domain}  (tenant {row.tenant_id}, reseller {row.reseller_id})")
+        typer.echo(
+            f"  {row.sku:<20} {row.quantity:>5} × {row.product_name:<40} "
+            f"{row.term}/{row.billing_cycle:<8} {row.status:<10} {row.subscription_id}"
+        )
+
+
+@credentials_app.command("reveal")
+def credentials_reveal(order_id: str) -> None:
+    """Show the admin credentials of a tenant created for ORDER_ID. Works once."""
+    settings = get_settings()
+    registry = _registry()
+    try:
+        username, password = registry.reveal_credentials(
+            order_id, SecretVault.from_settings(settings)
+        )
+    except CredentialsNotFound as err:
+        raise _fail(str(err), EXIT_NOT_FOUND) from err
+    except CredentialsAlreadyRevealed as err:
+        raise _fail(str(err), EXIT_REFUSED) from err
+    finally:
+        registry.dispose()
+    typer.echo(f"user:     {username}")
+    typer.echo(f"password: {password.get_secret_value()}")
+    typer.echo("Shown once: give it to the client's administrator now; it will not be shown again.")
+
+
+if __name__ == "__main__":
+    app(prog_name="csp")
+    sys.exit(0)

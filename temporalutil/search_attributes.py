@@ -1,0 +1,47 @@
+"""Search attributes: part of the public contract (DESIGN.md). Ops filter the Web UI on these.
+
+Only business keys live here: no PII beyond the tenant domain, never a secret.
+"""
+
+from temporalio.common import SearchAttributeKey
+
+ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
+RESELLER_ID = SearchAttributeKey.for_keyword("ResellerId")
+CUSTOMER_DOMAIN = SearchAttributeKey.for_keyword("CustomerDomain")
+ORDER_STAGE = SearchAttributeKey.for_keyword("OrderStage")
+REMINDER_COUNT = SearchAttributeKey.for_int("ReminderCount")
+ACCEPTANCE_DEADLINE = SearchAttributeKey.for_datetime("AcceptanceDeadline")
+
+SUBSCRIPTION_ID = SearchAttributeKey.for_keyword("SubscriptionId")
+BILLING_PERIOD = SearchAttributeKey.for_keyword("BillingPeriod")
+PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
+ESCALATION_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
+PAYMENT_DUE_AT = SearchAttributeKey.for_datetime("PaymentDueAt")
+
+ALL = [
+    ORDER_ID,
+    RESELLER_ID,
+    CUSTOMER_DOMAIN,
+    ORDER_STAGE,
+    REMINDER_COUNT,
+    ACCEPTANCE_DEADLINE,
+    SUBSCRIPTION_ID,
+    BILLING_PERIOD,
+    PAYMENT_STATUS,
+    ESCALATION_LEVEL,
+    PAYMENT_DUE_AT,
+]
+
+_CLI_TYPES = {
+    "KEYWORD": "Keyword",
+    "INT": "Int",
+    "DATETIME": "Datetime",
+}
+
+
+def dev_server_args() -> list[str]:
+    """`--search-attribute Name=Type` arguments for `temporal server start-dev`."""
+    args: list[str] = []
+    for key in ALL:
+        args += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type.name]}"]
+    return args

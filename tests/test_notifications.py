@@ -1,0 +1,517 @@
+"""Notifications: es-MX content, the SMTP mailer over a real SMTP conversation, the SMTP sink."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from csp_core.calendar import format_date_es, format_datetime_es, format_mxn, format_period_es
+from csp_core.notifications import (
+    Email,
+    EmailKind,
+    MailDeliveryError,
+    RecordingMailer,
+    RenewalDetails,
+    SmtpMailer,
+    acceptance_expired,
+    acceptance_reminder,
+    message_id_for,
+    order_active,
+    order_cancelled,
+    order_failed,
+    partner_invitation,
+    payment_received,
+    renewal_at_risk,
+    renewal_escalation,
+    renewal_final_notice,
+    renewal_notice,
+    renewal_reactivated,
+    renewal_reminder,
+    renewal_suspended,
+)
+from csp_core.settings import Settings
+from sandbox.smtp_sink import SmtpSink, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SENDER = "Marketplace Microsoft <licencias@marketplace.example.mx>"
+SENDER_DOMAIN = "marketplace.example.mx"
+OPS = "operaciones@marketplace.example.mx"
+RESELLER = "Integradora Norte SA de CV"
+RESELLER_EMAIL = "compras@integradoranorte.mx"
+COMPANY = "Contoso México SA de CV"
+ORDER_ID = "ABS-2026-000123"
+RELATIONSHIP_URL = (
+    "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship"
+    "&partnerId=00000000-0000-0000-0000-00000000a5e0&msppId=0&DAP=false"
+    "#/BillingAccounts/partner-invitation"
+)
+# 2026-12-26 00:00 in Mexico City (UTC-6 all year).
+CUTOFF = datetime(2026, 12, 26, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[SmtpSink]:
+    with SmtpSink(tmp_path / "outbox", port=free_port()) as running:
+        yield running
+
+
+@pytest.fixture
+def mailer(sink: SmtpSink) -> SmtpMailer:
+    return SmtpMailer("127.0.0.1", sink.port, SENDER, timeout=10)
+
+
+def invitation(key: str = "order-ABS-2026-000123:partner_invitation") -> Email:
+    return partner_invitation(
+        ORDER_ID,
+        RESELLER,
+        RESELLER_EMAIL,
+        COMPANY,
+        "fabrikam.onmicrosoft.com",
+        RELATIONSHIP_URL,
+        CUTOFF,
+        key=key,
+    )
+
+
+def renewal(**overrides: object) -> RenewalDetails:
+    values: dict[str, object] = {
+        "subscription_id": "a1b2c3d4-0000-4000-8000-000000000001",
+        "product_name": "Microsoft 365 Business Basic",
+        "quantity": 10,
+        "company_name": COMPANY,
+        "domain": "contosomx.onmicrosoft.com",
+        "reseller_name": RESELLER,
+        "reseller_email": RESELLER_EMAIL,
+        "billing_period": "2026-12",
+        "amount": Decimal("1290"),
+        "cutoff": CUTOFF,
+        "order_id": ORDER_ID,
+    }
+    values.update(overrides)
+    return RenewalDetails.model_validate(values)
+
+
+LINES = [("Microsoft 365 Business Basic", 10, "P1Y", "monthly")]
+
+ALL_BUILDERS: dict[str, Callable[[str], Email]] = {
+    "partner_invitation": invitation,
+    "acceptance_reminder": lambda key: acceptance_reminder(
+        ORDER_ID,
+        RESELLER,
+        RESELLER_EMAIL,
+        COMPANY,
+        "fabrikam.onmicrosoft.com",
+        RELATIONSHIP_URL,
+        2,
+        CUTOFF,
+        key=key,
+    ),
+    "acceptance_expired": lambda key: acceptance_expired(
+        ORDER_ID, RESELLER, RESELLER_EMAIL, COMPANY, "fabrikam.onmicrosoft.com", CUTOFF, key=key
+    ),
+    "order_active": lambda key: order_active(
+        ORDER_ID,
+        RESELLER,
+        RESELLER_EMAIL,
+        COMPANY,
+        "contosomx.onmicrosoft.com",
+        LINES,
+        True,
+        key=key,
+    ),
+    "order_cancelled": lambda key: order_cancelled(
+        ORDER_ID,
+        RESELLER,
+        RESELLER_EMAIL,
+        COMPANY,
+        "contosomx.onmicrosoft.com",
+        "cancelado por el distribuidor a petición del cliente",
+        key=key,
+    ),
+    "order_failed": lambda key: order_failed(
+        ORDER_ID,
+        RESELLER,
+        RESELLER_EMAIL,
+        COMPANY,
+        "contosomx.onmicrosoft.com",
+        "el proveedor rechazó el dominio",
+        OPS,
+        key=key,
+    ),
+    "renewal_notice": lambda key: renewal_notice(renewal(), key=key),
+    "renewal_reminder": lambda key: renewal_reminder(renewal(), 1, key=key),
+    "renewal_escalation": lambda key: renewal_escalation(renewal(), OPS, key=key),
+    "renewal_final_notice": lambda key: renewal_final_notice(renewal(), key=key),
+    "renewal_at_risk": lambda key: renewal_at_risk(renewal(), OPS, "notify", key=key),
+    "renewal_suspended": lambda key: renewal_suspended(renewal(), key=key),
+    "renewal_reactivated": lambda key: renewal_reactivated(renewal(), key=key),
+    "payment_received": lambda key: payment_received(renewal(), key=key),
+}
+
+
+# --- calendar formatting -------------------------------------------------------------------
+
+
+def test_dates_and_amounts_read_as_in_mexico() -> None:
+    mx = ZoneInfo("America/Mexico_City")
+    assert format_datetime_es(datetime(2026, 12, 25, 15, 0, tzinfo=UTC), mx) == (
+        "25 de diciembre de 2026, 09:00 h (hora del centro de México)"
+    )
+    # Mexico City has no DST since 2022: July is UTC-6 too.
+    assert format_datetime_es(datetime(2026, 7, 1, 6, 0, tzinfo=UTC), mx).startswith(
+        "1 de julio de 2026, 00:00 h"
+    )
+    assert format_date_es(date(2027, 1, 5)) == "5 de enero de 2027"
+    assert format_period_es("2026-12") == "diciembre de 2026"
+    assert format_period_es("2027-09") == "septiembre de 2027"
+    assert format_mxn(Decimal("1290")) == "$1,290.00 MXN"
+    assert format_mxn(Decimal("1234567.895")) == "$1,234,567.90 MXN"
+    assert format_mxn(Decimal("0")) == "$0.00 MXN"
+    assert format_mxn(Decimal("-129.5")) == "-$129.50 MXN"
+
+
+def test_formatting_refuses_ambiguous_input() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        format_datetime_es(datetime(2026, 12, 26, 0, 0), ZoneInfo("America/Mexico_City"))
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        format_period_es("2026-13")
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        renewal(billing_period="12/2026")
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        renewal(cutoff=datetime(2026, 12, 26))
+
+
+# --- content a reseller reads ----------------------------------------------------------------
+
+
+def test_invitation_has_link_domain_and_deadline_in_mexico_city_time() -> None:
+    email = invitation()
+    assert email.kind == "partner_invitation"
+    assert email.to == [RESELLER_EMAIL]
+    assert RELATIONSHIP_URL in email.text
+    assert "fabrikam.onmicrosoft.com" in email.text
+    assert "26 de diciembre de 2026, 00:00 h (hora del centro de México)" in email.text
+    assert "Ingram Micro" in email.text
+    assert "administrador global" in email.text
+    assert "otro proveedor" in email.text  # why the acceptance is needed
+    assert "continúa por sí sola" in email.text
+    assert ORDER_ID in email.subject
+
+
+def test_acceptance_reminder_and_expiry() -> None:
+    reminder = ALL_BUILDERS["acceptance_reminder"]("k")
+    assert RELATIONSHIP_URL in reminder.text
+    assert "Recordatorio 2.º" in reminder.subject
+    assert "26 de diciembre de 2026, 00:00 h" in reminder.text
+    expired = ALL_BUILDERS["acceptance_expired"]("k")
+    assert "ningún cargo" in expired.text
+    assert "pedido nuevo" in expired.text
+
+
+def test_order_active_for_created_tenant_points_to_credentials_reveal_without_password() -> None:
+    email = order_active(
+        ORDER_ID,
+        RESELLER,
+        RESELLER_EMAIL,
+        COMPANY,
+        "contosomx.onmicrosoft.com",
+        LINES,
+        tenant_created=True,
+        key="order-ABS-2026-000123:order_active",
+        purchased_at=datetime(2026, 12, 1, 18, 0, tzinfo=UTC),
+    )
+    assert f"csp credentials reveal {ORDER_ID}" in email.text
+    assert not re.search(r"(contraseña|password)\s*[:=]", email.text, re.IGNORECASE)
+    assert "Microsoft 365 Business Basic: 10 licencias, plazo de 1 año, facturación mensual" in (
+        email.text
+    )
+    # New Commerce reminders.
+    assert "en cualquier momento" in email.text
+    assert "7 días (168 horas)" in email.text
+    assert "no pueden transferirse a otro dominio" in email.text
+    assert "8 de diciembre de 2026, 12:00 h" in email.text  # purchase + 168 h, local time
+
+
+def test_order_active_for_linked_tenant_has_no_credentials_step() -> None:
+    email = order_active(
+        ORDER_ID, RESELLER, RESELLER_EMAIL, COMPANY, "fabrikam.onmicrosoft.com", LINES, False,
+        key="k",
+    )  # fmt: skip
+    assert "credentials reveal" not in email.text
+    assert "admin.microsoft.com" in email.text
+
+
+def test_cancelled_and_failed_orders() -> None:
+    cancelled = ALL_BUILDERS["order_cancelled"]("k")
+    assert "a petición del cliente" in cancelled.text
+    assert "ningún cargo" in cancelled.text
+    assert cancelled.cc == []
+    failed = ALL_BUILDERS["order_failed"]("k")
+    assert "el proveedor rechazó el dominio" in failed.text
+    assert failed.to == [RESELLER_EMAIL]
+    assert failed.cc == [OPS]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "renewal_notice",
+        "renewal_reminder",
+        "renewal_escalation",
+        "renewal_final_notice",
+        "renewal_at_risk",
+        "renewal_suspended",
+        "renewal_reactivated",
+        "payment_received",
+    ],
+)
+def test_renewal_messages_show_amount_period_and_subscription(kind: str) -> None:
+    email = ALL_BUILDERS[kind]("k")
+    assert "$1,290.00 MXN" in email.text
+    assert "diciembre de 2026" in email.text
+    assert "Microsoft 365 Business Basic" in email.text
+    assert "contosomx.onmicrosoft.com" in email.text
+
+
+@pytest.mark.parametrize(
+    "kind", ["renewal_notice", "renewal_reminder", "renewal_escalation", "renewal_final_notice"]
+)
+def test_renewal_due_wording_uses_the_cutoff_day(kind: str) -> None:
+    email = ALL_BUILDERS[kind]("k")
+    assert "antes del día 26 de diciembre de 2026" in email.text or (
+        "antes del 26 de diciembre de 2026, 00:00 h" in email.text
+    )
+    assert "25 de diciembre de 2026" in email.text  # the last day to pay
+
+
+def test_cutoff_day_follows_the_setting() -> None:
+    # PAYMENT_CUTOFF_DAY=20: the cutoff instant is 20 Dec 00:00 local.
+    email = renewal_notice(renewal(cutoff=datetime(2026, 12, 20, 6, tzinfo=UTC)), key="k")
+    assert "antes del día 20 de diciembre de 2026" in email.text
+    assert "19 de diciembre de 2026" in email.text
+
+
+def test_escalation_copies_ops_and_final_notice_names_the_last_day() -> None:
+    escalation = renewal_escalation(renewal(), OPS, key="k")
+    assert escalation.to == [RESELLER_EMAIL]
+    assert escalation.cc == [OPS]
+    final = renewal_final_notice(renewal(), key="k")
+    assert "El 25 de diciembre de 2026 es el último día" in final.text
+
+
+def test_at_risk_goes_to_ops_and_reseller_and_names_the_policy() -> None:
+    notify = renewal_at_risk(renewal(), OPS, "notify", key="k")
+    assert set(notify.to) == {OPS, RESELLER_EMAIL}
+    assert "solo aviso" in notify.text
+    suspend = renewal_at_risk(renewal(), OPS, "suspend", key="k")
+    assert "suspensión" in suspend.text and "suspenderá" in suspend.text
+    with pytest.raises(ValueError, match="cutoff policy"):
+        renewal_at_risk(renewal(), OPS, "ignore", key="k")
+
+
+def test_suspension_explains_billing_auto_renew_and_reactivation() -> None:
+    email = renewal_suspended(renewal(), key="k")
+    assert "Microsoft sigue facturando" in email.text
+    assert "renovación automática quedó desactivada" in email.text
+    assert "Para reactivarla, realice el pago de $1,290.00 MXN" in email.text
+
+
+def test_builders_are_deterministic_and_keys_come_from_the_caller() -> None:
+    for build in ALL_BUILDERS.values():
+        assert build("the-key") == build("the-key")
+        assert build("the-key").key == "the-key"
+    kinds = {build("k").kind for build in ALL_BUILDERS.values()}
+    assert kinds == {kind.value for kind in EmailKind}
+
+
+def test_subjects_never_carry_line_breaks() -> None:
+    email = order_cancelled(
+        ORDER_ID, RESELLER, RESELLER_EMAIL, "Contoso\r\nBcc: victim@example.com", "x", "r",
+        key="k",
+    )  # fmt: skip
+    assert "\n" not in email.subject and "\r" not in email.subject
+
+
+# --- the SMTP conversation -------------------------------------------------------------------
+
+
+async def test_smtp_mailer_delivers_utf8_spanish_with_deterministic_message_id(
+    sink: SmtpSink, mailer: SmtpMailer
+) -> None:
+    email = invitation()
+    await mailer.send(email)
+
+    [received] = sink.messages()
+    assert received["Subject"] == email.subject
+    assert "México" in received["Subject"]
+    assert received["From"] == SENDER
+    assert received["To"] == RESELLER_EMAIL
+    assert received["X-CSP-Kind"] == "partner_invitation"
+    assert received["X-CSP-Key"] == email.key
+    assert received["Message-ID"] == message_id_for(email.key, SENDER_DOMAIN)
+    assert received["Date"]
+    assert received.get_content_type() == "text/plain"
+    assert received.get_content_charset() == "utf-8"
+    body = received.get_content()
+    assert body == email.text
+    assert "¿Por qué?" in body and "Reenvíe" in body
+    assert RELATIONSHIP_URL in body
+
+
+async def test_resending_a_key_keeps_the_message_id(sink: SmtpSink, mailer: SmtpMailer) -> None:
+    await mailer.send(invitation("same-key"))
+    await mailer.send(invitation("same-key"))
+    await mailer.send(invitation("other-key"))
+
+    ids = [m["Message-ID"] for m in sink.messages()]
+    assert len(ids) == 3  # the sink keeps duplicates; downstream dedups on Message-ID
+    assert ids[0] == ids[1] != ids[2]
+
+
+async def test_cc_recipients_receive_the_message(sink: SmtpSink, mailer: SmtpMailer) -> None:
+    await mailer.send(renewal_escalation(renewal(), OPS, key="renewal-sub-1-2026-12:escalation"))
+
+    [received] = sink.messages()
+    assert received["Cc"] == OPS
+    assert set(received["X-Sink-Envelope-To"].split(", ")) == {RESELLER_EMAIL, OPS}
+    assert "$1,290.00 MXN" in received.get_content()
+
+
+async def test_html_alternative_is_sent_alongside_the_text(
+    sink: SmtpSink, mailer: SmtpMailer
+) -> None:
+    text = invitation()
+    email = text.model_copy(update={"html": "<p>Fecha límite: <b>26 de diciembre</b></p>"})
+    await mailer.send(email)
+
+    [received] = sink.messages()
+    assert received.get_content_type() == "multipart/alternative"
+    assert received.get_body(("plain",)).get_content() == text.text
+    assert "límite" in received.get_body(("html",)).get_content()
+
+
+async def test_every_message_goes_through_smtp(sink: SmtpSink, mailer: SmtpMailer) -> None:
+    for kind, build in ALL_BUILDERS.items():
+        await mailer.send(build(f"key-{kind}"))
+    received = sink.messages()
+    assert sorted(m["X-CSP-Kind"] for m in received) == sorted(ALL_BUILDERS)
+    for message in received:
+        assert message.get_content().rstrip().endswith("Equipo de Licenciamiento Microsoft")
+
+
+async def test_closed_port_raises_a_clear_retryable_error_without_secrets() -> None:
+    port = free_port()
+    mailer = SmtpMailer(
+        "127.0.0.1", port, SENDER, username="relay", password=SecretStr("s3cr3t-pw"), timeout=5
+    )
+    with pytest.raises(MailDeliveryError) as caught:
+        await mailer.send(invitation())
+    error = caught.value
+    assert error.retryable
+    assert f"127.0.0.1:{port}" in str(error)
+    assert "partner_invitation" in str(error)
+    assert "s3cr3t-pw" not in str(error) and "s3cr3t-pw" not in repr(error)
+    assert error.__cause__ is None
+    assert "s3cr3t-pw" not in repr(mailer)
+
+
+async def test_auth_against_a_server_without_auth_is_not_retryable(sink: SmtpSink) -> None:
+    mailer = SmtpMailer(
+        "127.0.0.1", sink.port, SENDER, username="relay", password=SecretStr("s3cr3t-pw")
+    )
+    with pytest.raises(MailDeliveryError, match="AUTH") as caught:
+        await mailer.send(invitation())
+    assert not caught.value.retryable
+    assert "s3cr3t-pw" not in str(caught.value)
+    assert sink.messages() == []
+
+
+def test_mailer_from_settings() -> None:
+    settings = Settings(
+        _env_file=None,
+        smtp_host="mail.example.mx",
+        smtp_port=2525,
+        smtp_username="relay",
+        smtp_password=SecretStr("pw"),
+        smtp_starttls=True,
+    )
+    mailer = SmtpMailer.from_settings(settings)
+    assert (mailer.host, mailer.port, mailer.sender) == (
+        "mail.example.mx",
+        2525,
+        settings.mail_from,
+    )
+    assert mailer.username == "relay" and mailer.starttls
+
+
+async def test_recording_mailer_keeps_what_was_sent() -> None:
+    mailer = RecordingMailer()
+    await mailer.send(invitation())
+    await mailer.send(renewal_notice(renewal(), key="k"))
+    assert mailer.kinds() == ["partner_invitation", "renewal_notice"]
+    assert mailer.of_kind("renewal_notice")[0].key == "k"
+
+
+# --- the sink itself -------------------------------------------------------------------------
+
+
+async def test_sink_writes_named_eml_files_atomically(sink: SmtpSink, mailer: SmtpMailer) -> None:
+    await mailer.send(invitation())
+    await mailer.send(renewal_notice(renewal(), key="renewal:notice"))
+
+    names = sorted(p.name for p in sink.outbox.iterdir())
+    assert len(names) == 2, names  # no temporary files left behind
+    assert re.fullmatch(r"\d{8}T\d{12}-partner_invitation-[0-9a-f]{10}\.eml", names[0])
+    assert re.fullmatch(r"\d{8}T\d{12}-renewal_notice-[0-9a-f]{10}\.eml", names[1])
+    assert [m["X-CSP-Kind"] for m in sink.messages()] == ["partner_invitation", "renewal_notice"]
+
+
+async def test_sink_runs_from_the_command_line(tmp_path: Path) -> None:
+    port = free_port()
+    outbox = tmp_path / "cli-outbox"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "sandbox.smtp_sink", "--port", str(port), "--outbox", str(outbox)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()
+        assert f"listening on 127.0.0.1:{port}" in banner, banner
+        await SmtpMailer("127.0.0.1", port, SENDER, timeout=10).send(invitation())
+        proc.send_signal(signal.SIGINT)
+        output = (await asyncio.wait_for(proc.stdout.read(), 15)).decode()
+        returncode = await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert returncode == 0, output
+    assert "stopped" in output
+    [eml] = list(outbox.glob("*.eml"))
+    assert "partner_invitation" in eml.name
+
+
+def test_sink_port_is_reusable_after_stop(tmp_path: Path) -> None:
+    port = free_port()
+    for _ in range(2):
+        started = time.monotonic()
+        with SmtpSink(tmp_path, port=port) as sink:
+            assert sink.port == port
+        assert time.monotonic() - started < 10
+    assert SmtpSink(tmp_path / "missing").messages() == []

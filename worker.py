@@ -1,0 +1,113 @@
+"""Runs the csp-orchestrator worker: `python worker.py` (the dev stack starts it for you).
+
+Wires the real clients from settings into the activity classes and serves the task queue until
+SIGINT/SIGTERM, letting in-flight activities finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import pydantic
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.order import OrderActivities
+from csp_core.notifications.mailer import SmtpMailer
+from csp_core.providers.partner_center import PartnerCenterClient
+from csp_core.registry import Registry
+from csp_core.secrets import SecretVault
+from csp_core.settings import Settings, get_settings
+from temporalutil.client import connect
+from temporalutil.logging import configure_logging
+from temporalutil.sandbox import workflow_runner
+from workflows.order import LicenseOrderWorkflow
+
+log = structlog.get_logger("worker")
+
+WORKFLOWS: Sequence[type] = [LicenseOrderWorkflow]
+
+
+def activities_of(*instances: object) -> list:
+    """Every @activity.defn method of the given activity-class instances."""
+    found = []
+    for instance in instances:
+        for name in dir(type(instance)):
+            member = getattr(instance, name)
+            if callable(member) and hasattr(member, "__temporal_activity_definition"):
+                found.append(member)
+    return found
+
+
+def create_worker(client: Client, task_queue: str, activity_instances: Sequence[object]) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=activities_of(*activity_instances),
+        workflow_runner=workflow_runner(),
+        # Bad payloads fail the workflow cleanly instead of retrying its task forever.
+        workflow_failure_exception_types=[pydantic.ValidationError],
+        graceful_shutdown_timeout=timedelta(seconds=15),
+        max_cached_workflows=2000,
+    )
+
+
+async def build_activities(settings: Settings, stack: AsyncExitStack) -> list[object]:
+    registry = await asyncio.to_thread(Registry.from_url, settings.database_url)
+    stack.callback(registry.dispose)
+    provider = PartnerCenterClient(
+        settings.provider_base_url,
+        settings.provider_api_key,
+        timeout=settings.provider_timeout_seconds,
+    )
+    await stack.enter_async_context(provider)
+    vault = SecretVault.from_settings(settings)
+    mailer = SmtpMailer.from_settings(settings)
+    return [
+        OrderActivities(
+            provider=provider,
+            registry=registry,
+            vault=vault,
+            mailer=mailer,
+            ops_email=settings.ops_email,
+            business_timezone=settings.business_timezone,
+        )
+    ]
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings)
+    async with AsyncExitStack() as stack:
+        instances = await build_activities(settings, stack)
+        worker = create_worker(client, settings.task_queue, instances)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
+        log.info(
+            "worker_started",
+            task_queue=settings.task_queue,
+            temporal=settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            provider=settings.provider.value,
+        )
+        await worker.run()
+        log.info("worker_stopped")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(run_worker(settings))
+    # Works around the interpreter-exit crash of the SDK's native runtime (sdk-python#300).
+    gc.collect()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""LicenseOrderWorkflow: purchase → tenant (create or link) → partner acceptance → order → active.
+
+Reads as the reseller guide describes the process:
+  1. record the order;
+  2. create the client's tenant, or link the client's own one (waiting, with reminders, for the
+     client to accept us and our distributor as partners when the tenant was used elsewhere);
+  3. place the order with the provider and wait for provisioning;
+  4. record the licenses against the tenant and tell the reseller.
+Ops steer it with the `partner_accepted` and `cancel_order` signals and read it with `status`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.order import OrderActivities
+    from csp_core.models import Order, TenantMode
+    from csp_core.provisioning import (
+        OrderNotice,
+        OrderNoticeKind,
+        OrderRequest,
+        OrderStatus,
+        PlacedSubscriptions,
+        TenantRef,
+    )
+    from csp_core.stages import OrderStage
+    from csp_core.timezones import MEXICO_CITY
+    from temporalutil import search_attributes as sa
+
+# Provider calls retry with backoff for up to a day (throttling, outages); business refusals
+# are non-retryable and end the order as FAILED with the reason.
+PROVIDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+)
+PROVIDER_CALL = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    schedule_to_close_timeout=timedelta(days=1),
+    retry_policy=PROVIDER_RETRY,
+)
+# Provisioning is eventually consistent (Partner Center refreshes every 15 min): poll by retry.
+PROVISIONING_POLL = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    schedule_to_close_timeout=timedelta(days=3),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=5),
+        backoff_coefficient=1.5,
+        maximum_interval=timedelta(minutes=15),
+        non_retryable_error_types=["ProvisioningFailed"],
+    ),
+)
+BOOKKEEPING = dict(start_to_close_timeout=timedelta(seconds=30))
+
+
+def _local(dt: datetime) -> str:
+    return dt.astimezone(MEXICO_CITY).strftime("%Y-%m-%d %H:%M") + " (Mexico City)"
+
+
+@workflow.defn
+class LicenseOrderWorkflow:
+    @workflow.init
+    def __init__(self, request: OrderRequest) -> None:
+        self._order: Order = request.order
+        self._stage = OrderStage.RECEIVED
+        self._detail = "Order received."
+        self._tenant: TenantRef | None = None
+        self._placed: PlacedSubscriptions | None = None
+        self._waiting_since: datetime | None = None
+        self._deadline: datetime | None = None
+        self._reminders_sent = 0
+        self._accepted_by_signal = False
+        self._cancel_reason: str | None = None
+        self._cancel_refused: str | None = None
+
+    # ------------------------------------------------------------------ the process
+    @workflow.run
+    async def run(self, request: OrderRequest) -> OrderStatus:
+        order = self._order
+        await self._enter(OrderStage.RECEIVED, "Order received; recording it.")
+        try:
+            await workflow.execute_activity_method(
+                OrderActivities.record_order, order, summary="Record order", **BOOKKEEPING
+            )
+            if order.tenant.mode is TenantMode.CREATE:
+                tenant = await self._create_tenant()
+            else:
+                tenant = await self._link_tenant(request)
+            if tenant is None:  # expired while waiting for the client
+                return self.status()
+            if self._cancel_reason is not None:
+                return await self._cancelled()
+            self._tenant = tenant
+            await self._place_order(tenant)
+            await self._activate(tenant)
+        except _Cancelled:
+            return await self._cancelled()
+        except ActivityError as err:
+            await self._failed(_reason(err))
+        except _Failed as failure:
+            await self._failed(str(failure))
+        return self.status()
+
+    async def _create_tenant(self) -> TenantRef:
+        order = self._order
+        await self._enter(
+            OrderStage.CREATING_TENANT,
+            f"Checking that **{order.domain}** is free, then creating the client's tenant.",
+        )
+        check = await workflow.execute_activity_method(
+            OrderActivities.check_domain, order, summary=f"Check {order.domain}", **PROVIDER_CALL
+        )
+        if check.known_tenant is not None:
+            # Our tenant already (an earlier order created it): reuse it, licenses accumulate.
+            return check.known_tenant
+        if not check.available:
+            raise _Failed(
+                f"the domain {order.domain} is already taken; choose another prefix, or submit "
+                "the order in link mode if the tenant belongs to this client"
+            )
+        self._raise_if_cancelled()
+        return await workflow.execute_activity_method(
+            OrderActivities.create_tenant, order, summary="Create tenant", **PROVIDER_CALL
+        )
+
+    async def _link_tenant(self, request: OrderRequest) -> TenantRef | None:
+        order = self._order
+        await self._enter(OrderStage.LINKING_TENANT, f"Looking up tenant **{order.domain}**.")
+        check = await workflow.execute_activity_method(
+            OrderActivities.lookup_tenant, order, summary="Look up tenant", **PROVIDER_CALL
+        )
+        if check.tenant is not None:
+            return check.tenant  # already ours: no invitation needed
+        self._raise_if_cancelled()
+        accepted = await self._await_partner_acceptance(request)
+        if not accepted:
+            return None
+        if self._accepted_by_signal:
+            # Ops confirmed the acceptance; the provider may lag behind, so retry the lookup.
+            return await workflow.execute_activity_method(
+                OrderActivities.link_accepted_tenant,
+                order,
+                summary="Link accepted tenant",
+                **PROVIDER_CALL,
+            )
+        assert self._tenant is not None
+        return self._tenant
+
+    async def _await_partner_acceptance(self, request: OrderRequest) -> bool:
+        """Invite, remind, poll the provider, and give up at the deadline."""
+        order, policy = self._order, request.acceptance
+        self._waiting_since = workflow.now()
+        self._deadline = policy.deadline(self._waiting_since)
+        reminders = policy.reminder_times(self._waiting_since)
+        await self._enter(OrderStage.AWAITING_PARTNER_ACCEPTANCE, self._waiting_detail())
+        workflow.upsert_search_attributes(
+            [sa.ACCEPTANCE_DEADLINE.value_set(self._deadline), sa.REMINDER_COUNT.value_set(0)]
+        )
+        await self._notify(OrderNoticeKind.INVITATION, deadline=self._deadline)
+
+        next_poll = self._waiting_since + policy.poll_interval
+        while not self._accepted():
+            now = workflow.now()
+            upcoming = [self._deadline, next_poll]
+            if self._reminders_sent < len(reminders):
+                upcoming.append(reminders[self._reminders_sent])
+            wake_at = min(upcoming)
+            if wake_at > now:
+                try:
+                    await workflow.wait_condition(
+                        self._accepted,
+                        timeout=wake_at - now,
+                        timeout_summary=f"Wait for acceptance until {_local(wake_at)}",
+                    )
+                    break
+                except TimeoutError:
+                    pass
+            now = workflow.now()
+            if self._reminders_sent < len(reminders) and now >= reminders[self._reminders_sent]:
+                self._reminders_sent += 1
+                workflow.upsert_search_attributes(
+                    [sa.REMINDER_COUNT.value_set(self._reminders_sent)]
+                )
+                self._set_details(self._waiting_detail())
+                await self._notify(
+                    OrderNoticeKind.ACCEPTANCE_REMINDER,
+                    reminder_number=self._reminders_sent,
+                    deadline=self._deadline,
+                )
+            if now >= next_poll or now >= self._deadline:
+                next_poll = now + policy.poll_interval
+                check = await workflow.execute_activity_method(
+                    OrderActivities.lookup_tenant,
+                    order,
+                    summary="Poll partner relationship",
+                    **PROVIDER_CALL,
+                )
+                if check.tenant is not None:
+                    self._tenant = check.tenant
+                    break
+            if workflow.now() >= self._deadline and not self._accepted():
+                await self._enter(
+                    OrderStage.EXPIRED,
+                    f"The client did not accept us as partner by {_local(self._deadline)}. "
+                    "Nothing was ordered.",
+                )
+                await self._notify(OrderNoticeKind.EXPIRED, deadline=self._deadline)
+                return False
+        self._raise_if_cancelled()
+        return True
+
+    async def _place_order(self, tenant: TenantRef) -> None:
+        await self._enter(
+            OrderStage.PLACING_ORDER,
+            f"Placing {len(self._order.items)} line(s) on tenant **{tenant.domain}**.",
+        )
+        self._placed = await workflow.execute_activity_method(
+            OrderActivities.place_order,
+            args=[self._order, tenant],
+            summary="Place order with provider",
+            **PROVIDER_CALL,
+        )
+
+    async def _activate(self, tenant: TenantRef) -> None:
+        assert self._placed is not None
+        await self._enter(
+            OrderStage.ACTIVATING,
+            f"Provider order `{self._placed.provider_order_id}` placed; waiting for "
+            f"{len(self._placed.subscription_ids)} subscription(s) to be provisioned.",
+        )
+        await workflow.execute_activity_method(
+            OrderActivities.await_provisioning,
+            args=[tenant, self._placed],
+            summary="Wait for provisioning",
+            **PROVISIONING_POLL,
+        )
+        await workflow.execute_activity_method(
+            OrderActivities.activate,
+            args=[self._order, tenant, self._placed],
+            summary="Record active licenses",
+            **BOOKKEEPING,
+        )
+        await self._enter(
+            OrderStage.ACTIVE,
+            f"Active on **{tenant.domain}**: {len(self._placed.subscription_ids)} subscription(s).",
+        )
+        await self._notify(
+            OrderNoticeKind.ACTIVE, tenant_created=tenant.credentials_ref is not None
+        )
+
+    async def _cancelled(self) -> OrderStatus:
+        await self._enter(OrderStage.CANCELLED, f"Cancelled before ordering: {self._cancel_reason}")
+        await self._notify(OrderNoticeKind.CANCELLED, reason=self._cancel_reason)
+        return self.status()
+
+    async def _failed(self, reason: str) -> None:
+        await self._enter(OrderStage.FAILED, f"Failed: {reason}")
+        await self._notify(OrderNoticeKind.FAILED, reason=reason)
+
+    # ------------------------------------------------------------------ signals and query
+    @workflow.signal(description="The client accepted us and our distributor as partners.")
+    def partner_accepted(self, note: str | None = None) -> None:
+        if self._stage in (OrderStage.LINKING_TENANT, OrderStage.AWAITING_PARTNER_ACCEPTANCE):
+            self._accepted_by_signal = True
+        else:
+            workflow.logger.info("partner_accepted ignored at stage %s", self._stage)
+
+    @workflow.signal(description="Cancel the order; only before it is placed with the provider.")
+    def cancel_order(self, reason: str = "cancelled by ops") -> None:
+        if self._stage.cancellable:
+            self._cancel_reason = reason or "cancelled by ops"
+        else:
+            self._cancel_refused = (
+                f"cancel refused at stage {self._stage}: the order is already placed with the "
+                "provider; cancel the subscription within 168 h of purchase instead"
+            )
+
+    @workflow.query(description="Where the order stands.")
+    def status(self) -> OrderStatus:
+        return OrderStatus(
+            order_id=self._order.order_id,
+            stage=self._stage,
+            domain=self._order.domain,
+            reseller_id=self._order.reseller.id,
+            tenant_id=self._tenant.tenant_id if self._tenant else None,
+            waiting_since=self._waiting_since,
+            acceptance_deadline=self._deadline,
+            reminders_sent=self._reminders_sent,
+            provider_order_id=self._placed.provider_order_id if self._placed else None,
+            subscription_ids=self._placed.subscription_ids if self._placed else [],
+            detail=self._detail,
+            cancel_reason=self._cancel_reason,
+            cancel_refused=self._cancel_refused,
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _accepted(self) -> bool:
+        return self._accepted_by_signal or self._cancel_reason is not None
+
+    def _raise_if_cancelled(self) -> None:
+        if self._cancel_reason is not None:
+            raise _Cancelled()
+
+    def _waiting_detail(self) -> str:
+        assert self._waiting_since is not None and self._deadline is not None
+        return (
+            f"Waiting since {_local(self._waiting_since)} for the client's Global Admin to accept "
+            f"us and Ingram Micro as partners on **{self._order.domain}**. "
+            f"Reminders sent: {self._reminders_sent}. Expires {_local(self._deadline)}."
+        )
+
+    async def _enter(self, stage: OrderStage, detail: str) -> None:
+        self._stage = stage
+        workflow.upsert_search_attributes([sa.ORDER_STAGE.value_set(stage.value)])
+        self._set_details(detail)
+        await workflow.execute_local_activity_method(
+            OrderActivities.record_stage,
+            args=[self._order.order_id, stage, detail],
+            **BOOKKEEPING,
+        )
+
+    def _set_details(self, detail: str) -> None:
+        self._detail = detail
+        workflow.set_current_details(
+            f"**{self._stage.value}** · order `{self._order.order_id}` · "
+            f"reseller `{self._order.reseller.id}`\n\n{detail}"
+        )
+
+    async def _notify(self, kind: OrderNoticeKind, **fields: object) -> None:
+        await workflow.execute_activity_method(
+            OrderActivities.notify,
+            OrderNotice(kind=kind, order=self._order, **fields),  # type: ignore[arg-type]
+            summary=f"E-mail reseller: {kind.value}",
+            start_to_close_timeout=timedelta(seconds=60),
+            schedule_to_close_timeout=timedelta(hours=6),
+            retry_policy=PROVIDER_RETRY,
+        )
+
+
+class _Cancelled(Exception):
+    """Internal: unwinds the process when a cancel_order signal was taken."""
+
+
+class _Failed(Exception):
+    """Internal: a business refusal decided by the workflow itself."""
+
+
+def _reason(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return str(cause or err)
