@@ -6,7 +6,16 @@ is passed through so workflow code can log (replay-safe, see logging.py).
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-PASSTHROUGH = ("csp_core", "temporalutil", "activities", "structlog")
+PASSTHROUGH = (
+    "csp_core",
+    "temporalutil",
+    "activities",
+    "structlog",
+    # pydantic EmailStr validates through these, lazily: load them once, outside.
+    "email_validator",
+    "idna",
+    "dns",
+)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

@@ -82,11 +82,11 @@ class LicenseOrderWorkflow:
     @workflow.run
     async def run(self, request: OrderRequest) -> OrderStatus:
         order = self._order
-        await self._enter(OrderStage.RECEIVED, "Order received; recording it.")
         try:
             await workflow.execute_activity_method(
                 OrderActivities.record_order, order, summary="Record order", **BOOKKEEPING
             )
+            await self._enter(OrderStage.RECEIVED, "Order received and recorded.")
             if order.tenant.mode is TenantMode.CREATE:
                 tenant = await self._create_tenant()
             else:

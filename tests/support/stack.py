@@ -1,0 +1,115 @@
+"""The test stack: one object that tests drive like an operator would."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from activities.order import OrderActivities
+from api import orders as order_api
+from csp_core.models import Order, parse_order
+from csp_core.notifications.mailer import Mailer
+from csp_core.providers.port import Provider
+from csp_core.registry import Registry
+from csp_core.secrets import SecretVault
+from csp_core.settings import Settings
+from sandbox.smtp_sink import SmtpSink
+from worker import create_worker
+from workflows.order import LicenseOrderWorkflow
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+OPS_EMAIL = "ops@test.example.mx"
+
+
+def example(name: str, **changes: Any) -> Order:
+    """An example order with a fresh order id (and any field changed)."""
+    data = json.loads((EXAMPLES / name).read_text())
+    data["order_id"] = f"T-{uuid.uuid4().hex[:12].upper()}"
+    data.update(changes)
+    return parse_order(data)
+
+
+@dataclass
+class Stack:
+    env: WorkflowEnvironment
+    task_queue: str
+    provider: Provider
+    registry: Registry
+    vault: SecretVault
+    mailer: Mailer
+    sink: SmtpSink
+    sandbox: httpx.Client
+    registry_path: Path
+    settings: Settings = field(init=False)
+
+    started: list[str] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Polling the provider every 6 h (not the production hour) keeps month-long tests quick;
+        # the polling test sets its own interval.
+        self.settings = Settings(
+            task_queue=self.task_queue, ops_email=OPS_EMAIL, acceptance_poll_minutes=360
+        )
+
+    async def submit(self, order: Order) -> WorkflowHandle:
+        result = await order_api.submit_order(self.env.client, order, self.settings)
+        self.started.append(result.workflow_id)
+        return self.env.client.get_workflow_handle_for(
+            LicenseOrderWorkflow.run, result.workflow_id, run_id=result.run_id
+        )
+
+    async def result(self, handle: WorkflowHandle) -> Any:
+        """Await a workflow's result, letting the test server skip time meanwhile (only handles
+        returned by start_workflow do that by themselves)."""
+        async with self.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+            return await handle.result()
+
+    async def terminate_leftovers(self) -> None:
+        """A test that fails mid-way must not leave timers that stall time skipping for others."""
+        for workflow_id in self.started:
+            handle = self.env.client.get_workflow_handle(workflow_id)
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test finished")
+
+    def activities(self) -> list[object]:
+        return [
+            OrderActivities(
+                provider=self.provider,
+                registry=self.registry,
+                vault=self.vault,
+                mailer=self.mailer,
+                ops_email=OPS_EMAIL,
+            )
+        ]
+
+    @asynccontextmanager
+    async def worker(self) -> AsyncIterator[None]:
+        try:
+            async with create_worker(self.env.client, self.task_queue, self.activities()):
+                yield
+        finally:
+            await self.terminate_leftovers()
+
+    def stats(self) -> dict[str, int]:
+        response = self.sandbox.get("/sandbox/stats")
+        response.raise_for_status()
+        return response.json()
+
+    def mails(self, order_id: str | None = None) -> list[EmailMessage]:
+        messages = self.sink.messages()
+        if order_id is None:
+            return messages
+        return [m for m in messages if f"order-{order_id}:" in str(m.get("X-CSP-Key", ""))]
+
+    def mail_kinds(self, order_id: str) -> list[str]:
+        return [str(m["X-CSP-Kind"]) for m in self.mails(order_id)]
