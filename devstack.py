@@ -144,6 +144,23 @@ def banner() -> str:
     )
 
 
+def ensure_renewal_schedule() -> str:
+    import asyncio
+    import gc
+
+    from api.renewals import SCHEDULE_ID, ensure_schedule
+    from temporalutil.client import connect
+
+    async def ensure() -> str:
+        settings = get_settings()
+        return await ensure_schedule(await connect(settings), settings)
+
+    try:
+        return f"{SCHEDULE_ID} {asyncio.run(ensure())}"
+    finally:
+        gc.collect()
+
+
 def main() -> int:
     stack = services()
     busy = [s for s in stack if s.port and _port_busy(s.port)]
@@ -166,6 +183,7 @@ def main() -> int:
             service.start()
             started.append(service)
             service.wait_ready()
+        print(f"renewal schedule: {ensure_renewal_schedule()}", flush=True)
         print(banner(), flush=True)
         while not stopping:
             for service in started:

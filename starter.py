@@ -17,10 +17,20 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from api import orders as order_api
+from api import renewals as renewal_api
+from csp_core.billing import parse_period
 from csp_core.models import OrderValidationError, parse_order
-from csp_core.registry import CredentialsAlreadyRevealed, CredentialsNotFound, Registry
+from csp_core.registry import (
+    ChargeAlreadyPaid,
+    CredentialsAlreadyRevealed,
+    CredentialsNotFound,
+    Registry,
+    UnknownCharge,
+    UnknownSubscription,
+)
 from csp_core.secrets import SecretVault
 from csp_core.settings import get_settings
+from csp_core.stages import PaymentStatus
 from temporalutil.client import connect
 
 app = typer.Typer(help="csp-orchestrator: Microsoft CSP orders and renewals.", no_args_is_help=True)
@@ -30,6 +40,10 @@ credentials_app = typer.Typer(help="Tenant admin credentials (shown once).", no_
 app.add_typer(order_app, name="order")
 app.add_typer(licenses_app, name="licenses")
 app.add_typer(credentials_app, name="credentials")
+renewals_app = typer.Typer(help="Monthly renewal payments.", no_args_is_help=True)
+payment_app = typer.Typer(help="Record renewal payments.", no_args_is_help=True)
+app.add_typer(renewals_app, name="renewals")
+app.add_typer(payment_app, name="payment")
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
 T = TypeVar("T")
@@ -182,6 +196,121 @@ def credentials_reveal(order_id: str) -> None:
     typer.echo(f"user:     {username}")
     typer.echo(f"password: {password.get_secret_value()}")
     typer.echo("Shown once: give it to the client's administrator now; it will not be shown again.")
+
+
+def _period(value: str) -> str:
+    try:
+        parse_period(value)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    return value
+
+
+@renewals_app.command("schedule")
+def renewals_schedule() -> None:
+    """Create or update the monthly renewal schedule (day 1, business time zone)."""
+    settings = get_settings()
+
+    async def ensure() -> str:
+        return await renewal_api.ensure_schedule(await connect(settings), settings)
+
+    outcome = _run(ensure())
+    typer.echo(f"schedule {renewal_api.SCHEDULE_ID}: {outcome} ({settings.business_timezone})")
+
+
+@renewals_app.command("run")
+def renewals_run(
+    period: Annotated[str, typer.Option(help="Billing period YYYY-MM.", callback=_period)],
+    wait: Annotated[bool, typer.Option(help="Wait until every renewal is started.")] = True,
+) -> None:
+    """Start (or join) the renewal cycle of one period. Safe to repeat."""
+    settings = get_settings()
+
+    async def start() -> str:
+        handle = await renewal_api.run_period(await connect(settings), period, settings)
+        if not wait:
+            return f"{handle.id}: started"
+        result = await renewal_api.cycle_result(handle)
+        return f"{handle.id}: {result.renewals_started} renewal workflow(s) started"
+
+    typer.echo(_run(start()))
+
+
+@renewals_app.command("backfill")
+def renewals_backfill(
+    period: Annotated[str, typer.Option(help="Missed period YYYY-MM.", callback=_period)],
+) -> None:
+    """Run the monthly schedule for a period it missed."""
+    settings = get_settings()
+
+    async def backfill() -> None:
+        await renewal_api.backfill(await connect(settings), period, settings)
+
+    _run(backfill())
+    typer.echo(f"schedule {renewal_api.SCHEDULE_ID}: backfill requested for {period}")
+
+
+@renewals_app.command("status")
+def renewals_status(
+    period: Annotated[
+        str | None, typer.Option(help="YYYY-MM.", callback=lambda v: v and _period(v))
+    ] = None,
+    status: Annotated[PaymentStatus | None, typer.Option(help="Only this status.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Renewal charges with their status, escalation and due time."""
+    registry = _registry()
+    try:
+        charges = registry.list_charges(period, status)
+    finally:
+        registry.dispose()
+    if as_json:
+        typer.echo(json.dumps([c.model_dump(mode="json") for c in charges], indent=2))
+        return
+    if not charges:
+        typer.echo("no renewal charges")
+        return
+    typer.echo(f"{'period':<8} {'subscription':<38} {'amount':>12} {'status':<12} due (UTC)")
+    for c in charges:
+        typer.echo(
+            f"{c.period:<8} {c.subscription_id:<38} {c.amount:>12} {c.status.value:<12} "
+            f"{c.due_at:%Y-%m-%d %H:%M}" + (f"  paid {c.payment_reference}" if c.paid_at else "")
+        )
+
+
+@payment_app.command("record")
+def payment_record(
+    subscription_id: str,
+    period: Annotated[str, typer.Option(help="Billing period YYYY-MM.", callback=_period)],
+    reference: Annotated[str, typer.Option(help="Payment reference.")],
+    amount: Annotated[str | None, typer.Option(help="Amount paid, MXN.")] = None,
+) -> None:
+    """Record a renewal payment (idempotent) and stop its escalation."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        paid = Decimal(amount) if amount is not None else None
+    except InvalidOperation as err:
+        raise _fail(f"--amount: not a decimal amount: {amount!r}", EXIT_INVALID) from err
+    settings = get_settings()
+    registry = _registry()
+
+    async def record() -> renewal_api.PaymentResult:
+        client = await connect(settings)
+        return await renewal_api.record_payment(
+            client, registry, subscription_id, period, reference, paid
+        )
+
+    try:
+        result = _run(record())
+    except (UnknownSubscription, UnknownCharge) as err:
+        raise _fail(str(err), EXIT_NOT_FOUND) from err
+    except ChargeAlreadyPaid as err:
+        raise _fail(str(err), EXIT_REFUSED) from err
+    finally:
+        registry.dispose()
+    state = "recorded" if result.newly_paid else "already recorded"
+    typer.echo(f"payment {reference} for {subscription_id} {period}: {state}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.order import OrderActivities
+from activities.renewal import RenewalActivities
 from csp_core.notifications.mailer import SmtpMailer
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.registry import Registry
@@ -28,10 +29,11 @@ from temporalutil.client import connect
 from temporalutil.logging import configure_logging
 from temporalutil.sandbox import workflow_runner
 from workflows.order import LicenseOrderWorkflow
+from workflows.renewal import RenewalCycleWorkflow, RenewalPaymentWorkflow
 
 log = structlog.get_logger("worker")
 
-WORKFLOWS: Sequence[type] = [LicenseOrderWorkflow]
+WORKFLOWS: Sequence[type] = [LicenseOrderWorkflow, RenewalCycleWorkflow, RenewalPaymentWorkflow]
 
 
 def activities_of(*instances: object) -> list:
@@ -59,7 +61,9 @@ def create_worker(client: Client, task_queue: str, activity_instances: Sequence[
     )
 
 
-async def build_activities(settings: Settings, stack: AsyncExitStack) -> list[object]:
+async def build_activities(
+    settings: Settings, client: Client, stack: AsyncExitStack
+) -> list[object]:
     registry = await asyncio.to_thread(Registry.from_url, settings.database_url)
     stack.callback(registry.dispose)
     provider = PartnerCenterClient(
@@ -78,14 +82,22 @@ async def build_activities(settings: Settings, stack: AsyncExitStack) -> list[ob
             mailer=mailer,
             ops_email=settings.ops_email,
             business_timezone=settings.business_timezone,
-        )
+        ),
+        RenewalActivities(
+            registry=registry,
+            provider=provider,
+            mailer=mailer,
+            client=client,
+            task_queue=settings.task_queue,
+            ops_email=settings.ops_email,
+        ),
     ]
 
 
 async def run_worker(settings: Settings) -> None:
     client = await connect(settings)
     async with AsyncExitStack() as stack:
-        instances = await build_activities(settings, stack)
+        instances = await build_activities(settings, client, stack)
         worker = create_worker(client, settings.task_queue, instances)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

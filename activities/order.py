@@ -66,6 +66,8 @@ class OrderActivities:
                 order.reseller.id,
                 order.domain,
                 order.tenant.mode.value,
+                order.reseller.name,
+                str(order.reseller.email),
             )
         except OrderConflict as err:
             raise ApplicationError(str(err), type="OrderConflict", non_retryable=True) from err

@@ -10,7 +10,7 @@ import json
 import re
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -18,9 +18,14 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 ONMICROSOFT_SUFFIX = ".onmicrosoft.com"
 DOMAIN_PREFIX_MAX = 27
@@ -29,8 +34,49 @@ _PREFIX_RE = re.compile(r"^[a-z0-9]+$")
 SKU_PATTERN = r"^[A-Z0-9]{12}:[0-9]{4}$"
 ORDER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$"
 MAX_SEATS_PER_LINE = 10_000
+MAX_LINES = 50
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# The error type of every rule below; parse_order reads its context.
+RULE_ERROR = "order_rule"
+
+
+def _rule(message: str) -> WrapValidator:
+    """Replace pydantic's generic wording (a regex, "Input should be...") with the field's rule
+    in plain English. The inner constraints stay, so the JSON schema is unchanged."""
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError(RULE_ERROR, message) from None
+
+    return WrapValidator(validate)
+
+
+def _email_rule(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    try:
+        return handler(value)
+    except ValidationError as err:
+        reason = str(err.errors()[0].get("ctx", {}).get("reason", "")).strip()
+        raise PydanticCustomError(
+            RULE_ERROR,
+            "must be an e-mail address like nombre@empresa.mx" + (" ({reason})" if reason else ""),
+            {"reason": reason},
+        ) from None
+
+
+def _field_error(field: str, rule: str) -> PydanticCustomError:
+    """A rule a model validator checks across fields, reported on the field it is about:
+    parse_order appends `field` (a dotted path below the model) to the error's location."""
+    return PydanticCustomError(RULE_ERROR, "{field}: {rule}", {"field": field, "rule": rule})
+
+
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    _rule("must be text of 1-200 characters"),
+]
+Email = Annotated[EmailStr, WrapValidator(_email_rule)]
 
 
 class _Model(BaseModel):
@@ -54,32 +100,33 @@ class TenantMode(StrEnum):
 
 
 def normalize_prefix(value: str) -> str:
+    """Lower-case an onmicrosoft.com prefix; ValueError says which rule it breaks."""
     prefix = value.strip().lower()
     if not prefix:
-        raise ValueError("the onmicrosoft prefix must not be empty")
+        raise ValueError("must not be empty")
     if len(prefix) > DOMAIN_PREFIX_MAX:
-        raise ValueError(
-            f"the onmicrosoft prefix must have at most {DOMAIN_PREFIX_MAX} characters "
-            f"(got {len(prefix)})"
-        )
+        raise ValueError(f"must have at most {DOMAIN_PREFIX_MAX} characters (got {len(prefix)})")
     if not _PREFIX_RE.match(prefix):
         raise ValueError(
-            "the onmicrosoft prefix may contain only letters and digits "
-            "(no hyphens, dots, spaces or accents)"
+            "must use letters and digits only (a-z, 0-9: no hyphens, dots, spaces or accents)"
         )
     return prefix
 
 
 class Reseller(_Model):
-    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    id: Annotated[
+        str,
+        StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"),
+        _rule("must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"),
+    ]
     name: Text
-    email: EmailStr
+    email: Email
 
 
 class Contact(_Model):
     first_name: Text
     last_name: Text
-    email: EmailStr
+    email: Email
 
 
 class Address(_Model):
@@ -88,16 +135,20 @@ class Address(_Model):
     city: Text
     state: Text
     postal_code: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10)
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=10),
+        _rule("must be text of 1-10 characters"),
     ]
-    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = Field(
-        description="ISO 3166-1 alpha-2 country code, upper case"
-    )
+    country: Annotated[
+        str,
+        StringConstraints(pattern=r"^[A-Z]{2}$"),
+        _rule("must be a 2-letter ISO 3166 country code in upper case, e.g. MX"),
+    ] = Field(description="ISO 3166-1 alpha-2 country code, upper case")
 
     @model_validator(mode="after")
     def _mexican_postal_code(self) -> Address:
         if self.country == "MX" and not re.fullmatch(r"[0-9]{5}", self.postal_code):
-            raise ValueError("postal_code: a Mexican código postal has exactly 5 digits")
+            raise _field_error("postal_code", "a Mexican código postal has exactly 5 digits")
         return self
 
 
@@ -116,6 +167,8 @@ class CreateTenant(_Model):
     @field_validator("domain_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
+        if value.strip().lower().endswith(ONMICROSOFT_SUFFIX):
+            raise ValueError(f"give only the prefix, without {ONMICROSOFT_SUFFIX}")
         return normalize_prefix(value)
 
     @property
@@ -135,50 +188,82 @@ class LinkTenant(_Model):
         domain = value.strip().lower()
         if not domain.endswith(ONMICROSOFT_SUFFIX):
             raise ValueError(
-                "the tenant domain must be the initial <prefix>.onmicrosoft.com domain"
+                "must be the tenant's initial <prefix>.onmicrosoft.com domain, "
+                "e.g. fabrikam.onmicrosoft.com"
             )
-        normalize_prefix(domain.removesuffix(ONMICROSOFT_SUFFIX))
+        try:
+            normalize_prefix(domain.removesuffix(ONMICROSOFT_SUFFIX))
+        except ValueError as err:
+            raise ValueError(f"the part before {ONMICROSOFT_SUFFIX} {err}") from None
         return domain
 
 
 TenantChoice = Annotated[CreateTenant | LinkTenant, Field(discriminator="mode")]
 
 
-class OrderItem(_Model):
-    sku: Annotated[str, StringConstraints(strip_whitespace=True, pattern=SKU_PATTERN)] = Field(
-        description="Partner Center catalog item, e.g. CFQ7TTC0LH18:0001"
-    )
-    product_name: Text
-    quantity: Annotated[int, Field(ge=1, le=MAX_SEATS_PER_LINE, strict=True)]
-    term: Term
-    billing_cycle: BillingCycle
-    unit_price: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
+def _one_of(enum: type[StrEnum]) -> str:
+    values = [f"'{member.value}'" for member in enum]
+    return "must be " + ", ".join(values[:-1]) + " or " + values[-1]
 
-    @model_validator(mode="after")
-    def _term_and_cycle(self) -> OrderItem:
+
+class OrderItem(_Model):
+    sku: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, pattern=SKU_PATTERN),
+        _rule("must look like CFQ7TTC0LH18:0001 (12-character product id, ':' and 4-digit SKU id)"),
+    ] = Field(description="Partner Center catalog item, e.g. CFQ7TTC0LH18:0001")
+    product_name: Text
+    quantity: Annotated[
+        int,
+        Field(ge=1, le=MAX_SEATS_PER_LINE, strict=True),
+        _rule(
+            f"must be a whole number between 1 and {MAX_SEATS_PER_LINE} (a JSON number, not text)"
+        ),
+    ]
+    term: Annotated[Term, _rule(_one_of(Term))]
+    billing_cycle: Annotated[BillingCycle, _rule(_one_of(BillingCycle))]
+    unit_price: Annotated[
+        Decimal,
+        Field(gt=0, max_digits=12, decimal_places=2),
+        _rule(
+            "must be an amount in MXN greater than 0, with at most 2 decimal places "
+            'and 12 digits, e.g. "129.00"'
+        ),
+    ]
+
+    @field_validator("billing_cycle")
+    @classmethod
+    def _term_and_cycle(cls, cycle: BillingCycle, info: ValidationInfo) -> BillingCycle:
         # New Commerce: a monthly term can only bill monthly; annual and triennial terms
-        # can bill monthly or annually.
-        if self.term is Term.P1M and self.billing_cycle is not BillingCycle.MONTHLY:
-            raise ValueError("billing_cycle: a P1M term can only be billed monthly")
-        return self
+        # can bill monthly or annually. (A field validator, so the error names billing_cycle;
+        # `term` is declared first, so it is in info.data when it was valid.)
+        if info.data.get("term") is Term.P1M and cycle is not BillingCycle.MONTHLY:
+            raise ValueError("a P1M term can only be billed monthly")
+        return cycle
 
 
 class Order(_Model):
-    order_id: Annotated[str, StringConstraints(pattern=ORDER_ID_PATTERN)]
+    order_id: Annotated[
+        str,
+        StringConstraints(pattern=ORDER_ID_PATTERN),
+        _rule("must be 3-64 letters, digits, '-' or '_', starting with a letter or digit"),
+    ]
     reseller: Reseller
     customer: Customer
     tenant: TenantChoice
-    items: Annotated[list[OrderItem], Field(min_length=1, max_length=50)]
+    items: Annotated[list[OrderItem], Field(min_length=1, max_length=MAX_LINES)]
 
     @model_validator(mode="after")
     def _unique_skus(self) -> Order:
-        seen: set[str] = set()
-        for item in self.items:
+        seen: dict[str, int] = {}
+        for index, item in enumerate(self.items):
             if item.sku in seen:
-                raise ValueError(
-                    f"items: SKU {item.sku} appears twice; put all its seats on one line"
+                raise _field_error(
+                    f"items.{index}.sku",
+                    f"{item.sku} is already on items.{seen[item.sku]}: "
+                    "put all its seats on one line",
                 )
-            seen.add(item.sku)
+            seen[item.sku] = index
         return self
 
     @property
@@ -207,19 +292,56 @@ class OrderValidationError(ValueError):
         super().__init__("invalid order:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+# Plain-English wording for pydantic's own error types (structure and JSON problems, which no
+# field rule can catch); {name} placeholders come from the error's context.
+_MESSAGES = {
+    "missing": "required, but missing",
+    "extra_forbidden": "not a field of the order (check its spelling, or remove it)",
+    "json_invalid": "not valid JSON: {error}",
+    "model_type": "must be a JSON object {{...}}",
+    "model_attributes_type": "must be a JSON object {{...}}",
+    "dict_type": "must be a JSON object {{...}}",
+    "list_type": "must be a JSON list [...]",
+    "string_type": "must be text (a JSON string)",
+    "too_short": "must list at least {min_length} item",  # only `items` has a length rule
+    "too_long": "must list at most {max_length} items",
+}
+_TENANT_TAGS = {mode.value for mode in TenantMode}
+
+
+def describe_error(error: ErrorDetails) -> str:
+    """One problem as `field.path: rule`, e.g. `items.0.quantity: must be a whole number...`."""
+    loc = [
+        str(part)
+        for index, part in enumerate(error["loc"])
+        # Drop the tagged union's branch name (tenant.create.domain_prefix) and validator
+        # names pydantic adds inside unions: neither is a field the sender wrote.
+        if not (index == 1 and error["loc"][0] == "tenant" and part in _TENANT_TAGS)
+        and not str(part).startswith("function-")
+    ]
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == RULE_ERROR and "field" in ctx:
+        loc.append(str(ctx["field"]))
+        message = str(ctx["rule"])
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append(str(ctx.get("discriminator", "mode")).strip("'"))
+        message = _one_of(TenantMode)
+    elif kind in _MESSAGES:
+        message = _MESSAGES[kind].format(**ctx)
+    elif kind == "value_error" and "error" in ctx:
+        message = str(ctx["error"])
+    else:
+        message = error["msg"]
+    return f"{'.'.join(loc) or 'order'}: {message}"
+
+
 def parse_order(raw: str | bytes | dict) -> Order:
     """Parse and validate an order; raise OrderValidationError naming each bad field."""
-    from pydantic import ValidationError
-
     try:
         if isinstance(raw, dict):
             return Order.model_validate(raw)
         return Order.model_validate_json(raw)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-            loc = loc.replace(".create.", ".").replace(".link.", ".")
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{loc or 'order'}: {msg}")
+        problems = [describe_error(err) for err in exc.errors(include_url=False)]
         raise OrderValidationError(problems) from exc

@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from csp_core.billing import CutoffPolicy
+
 DATA_DIR = Path(".data")
 TASK_QUEUE = "csp-orchestrator"
 
@@ -22,11 +24,6 @@ class ProviderKind(StrEnum):
     SANDBOX = "sandbox"
     PARTNER_CENTER = "partner_center"
     INGRAM = "ingram"
-
-
-class CutoffPolicy(StrEnum):
-    NOTIFY = "notify"
-    SUSPEND = "suspend"
 
 
 def _int_list(value: object) -> object:

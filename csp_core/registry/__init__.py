@@ -17,6 +17,7 @@ from csp_core.registry.errors import (
     UnknownTenant,
 )
 from csp_core.registry.repository import (
+    ChargeContext,
     ChargeRecord,
     LicenseRow,
     NewSubscription,
@@ -33,6 +34,7 @@ from csp_core.registry.repository import (
 
 __all__ = [
     "ChargeAlreadyPaid",
+    "ChargeContext",
     "ChargeRecord",
     "CredentialsAlreadyRevealed",
     "CredentialsNotFound",

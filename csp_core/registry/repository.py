@@ -137,6 +137,8 @@ class OrderRecord(_Record):
     order_id: str
     fingerprint: str
     reseller_id: str
+    reseller_name: str | None = None
+    reseller_email: str | None = None
     domain: str
     tenant_mode: TenantMode
     stage: OrderStage
@@ -223,6 +225,19 @@ class ChargeRecord(_Record):
         return self.status not in SETTLED
 
 
+class ChargeContext(_Record):
+    subscription_id: str
+    product_name: str
+    quantity: int
+    domain: str
+    tenant_id: str
+    company_name: str
+    reseller_id: str
+    reseller_name: str
+    reseller_email: str | None
+    order_id: str | None
+
+
 def credentials_ref(order_id: str) -> str:
     """The opaque reference handed around instead of credentials (workflow history, e-mails)."""
     return f"cred-{order_id}"
@@ -295,6 +310,8 @@ class Registry:
         reseller_id: str,
         domain: str,
         tenant_mode: TenantMode | str,
+        reseller_name: str | None = None,
+        reseller_email: str | None = None,
     ) -> OrderRecord:
         """Insert the order, or return it if already there with the same fingerprint."""
         now = utcnow()
@@ -304,6 +321,8 @@ class Registry:
                 order_id=order_id,
                 fingerprint=fingerprint,
                 reseller_id=reseller_id,
+                reseller_name=reseller_name,
+                reseller_email=reseller_email,
                 domain=domain.strip().lower(),
                 tenant_mode=TenantMode(tenant_mode).value,
                 stage=OrderStage.RECEIVED.value,
@@ -706,6 +725,31 @@ class Registry:
                 .limit(limit)
             )
             return [ChargeRecord.model_validate(row) for row in rows]
+
+    def charge_context(self, subscription_id: str) -> ChargeContext:
+        """Who and what a renewal charge is about: the subscription, its tenant and reseller."""
+        with self._tx() as session:
+            row = session.execute(
+                select(Subscription, Tenant, Order)
+                .join(Tenant, Tenant.domain == Subscription.tenant_domain)
+                .outerjoin(Order, Order.order_id == Subscription.order_id)
+                .where(Subscription.subscription_id == subscription_id)
+            ).first()
+            if row is None:
+                raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
+            sub, tenant, order = row
+            return ChargeContext(
+                subscription_id=sub.subscription_id,
+                product_name=sub.product_name,
+                quantity=sub.quantity,
+                domain=tenant.domain,
+                tenant_id=tenant.tenant_id,
+                company_name=tenant.company_name,
+                reseller_id=tenant.reseller_id,
+                reseller_name=(order.reseller_name if order else None) or tenant.reseller_id,
+                reseller_email=order.reseller_email if order else None,
+                order_id=sub.order_id,
+            )
 
     def list_charges(
         self, period: str | None = None, status: PaymentStatus | str | None = None

@@ -120,6 +120,9 @@ class Order(Base):
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     reseller_id: Mapped[str] = mapped_column(String(64), index=True)
+    # The reseller's contact as given on the order: renewal e-mails go there.
+    reseller_name: Mapped[str | None] = mapped_column(String(200))
+    reseller_email: Mapped[str | None] = mapped_column(String(320))
     domain: Mapped[str] = mapped_column(String(255), index=True)
     tenant_mode: Mapped[str] = mapped_column(String(16))
     stage: Mapped[str] = mapped_column(String(40))

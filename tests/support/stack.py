@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.order import OrderActivities
+from activities.renewal import RenewalActivities
 from api import orders as order_api
 from csp_core.models import Order, parse_order
 from csp_core.notifications.mailer import Mailer
@@ -71,8 +73,23 @@ class Stack:
     async def result(self, handle: WorkflowHandle) -> Any:
         """Await a workflow's result, letting the test server skip time meanwhile (only handles
         returned by start_workflow do that by themselves)."""
+        await self.first_task_done(handle)
         async with self.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             return await handle.result()
+
+    async def first_task_done(self, handle: WorkflowHandle) -> None:
+        """Wait until the workflow's first task has run.
+
+        The v1 test server may skip time past a workflow task that is still being worked on
+        (timing it out), so tests let the first task complete before unlocking time skipping.
+        """
+        for _ in range(200):
+            description = await handle.describe()
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                break
+            if (description.raw_description.workflow_execution_info.history_length or 0) > 3:
+                break
+            await asyncio.sleep(0.05)
 
     async def terminate_leftovers(self) -> None:
         """A test that fails mid-way must not leave timers that stall time skipping for others."""
@@ -89,7 +106,15 @@ class Stack:
                 vault=self.vault,
                 mailer=self.mailer,
                 ops_email=OPS_EMAIL,
-            )
+            ),
+            RenewalActivities(
+                registry=self.registry,
+                provider=self.provider,
+                mailer=self.mailer,
+                client=self.env.client,
+                task_queue=self.task_queue,
+                ops_email=OPS_EMAIL,
+            ),
         ]
 
     @asynccontextmanager

@@ -78,6 +78,8 @@ def upgrade() -> None:
         sa.Column("order_id", sa.String(64), nullable=False),
         sa.Column("fingerprint", sa.String(64), nullable=False),
         sa.Column("reseller_id", sa.String(64), nullable=False),
+        sa.Column("reseller_name", sa.String(200), nullable=True),
+        sa.Column("reseller_email", sa.String(320), nullable=True),
         sa.Column("domain", sa.String(255), nullable=False),
         sa.Column("tenant_mode", sa.String(16), nullable=False),
         sa.Column("stage", sa.String(40), nullable=False),

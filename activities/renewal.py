@@ -1,0 +1,246 @@
+"""Activities of the renewal workflows: registry bookkeeping, provider suspension and
+reactivation, e-mails, and the fan-out that starts one payment workflow per open charge."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.common import in_thread, provider_failure, request_id
+from csp_core.billing import (
+    RenewalPolicy,
+    StepKind,
+    charge_amount,
+    cutoff_at,
+    owes_charge,
+)
+from csp_core.notifications import messages
+from csp_core.notifications.mailer import Mailer
+from csp_core.providers.port import Provider, ProviderError, SubscriptionStatus
+from csp_core.registry import Registry
+from csp_core.renewals import (
+    CyclePage,
+    RenewalCharge,
+    RenewalNotice,
+    RenewalRequest,
+    renewal_workflow_id,
+)
+from csp_core.stages import PaymentStatus
+from csp_core.timezones import zone
+from temporalutil import search_attributes as sa
+
+log = structlog.get_logger(__name__)
+START_CONCURRENCY = 32
+
+
+@dataclass
+class RenewalActivities:
+    registry: Registry
+    provider: Provider
+    mailer: Mailer
+    client: Client
+    task_queue: str
+    ops_email: str
+
+    # ------------------------------------------------------------------ the cycle
+    @activity.defn
+    async def prepare_charges(self, period: str, policy: RenewalPolicy) -> int:
+        """Record the period's charge for every subscription that owes one (idempotent)."""
+        due_at = cutoff_at(period, policy)
+        after, recorded = "", 0
+        while True:
+            subs = await in_thread(
+                self.registry.list_subscriptions, {"active", "suspended"}, after, 500
+            )
+            if not subs:
+                return recorded
+            for sub in subs:
+                if owes_charge(sub.billing_cycle, sub.activated_at, period, policy.timezone):
+                    amount = charge_amount(sub.quantity, sub.unit_price)
+                    await in_thread(
+                        self.registry.upsert_charge, sub.subscription_id, period, amount, due_at
+                    )
+                    recorded += 1
+            after = subs[-1].subscription_id
+            activity.heartbeat(after)
+
+    @activity.defn
+    async def start_renewals_page(
+        self, period: str, policy: RenewalPolicy, after_id: int, limit: int
+    ) -> CyclePage:
+        """Start the payment workflow of each open charge after `after_id`; an existing one
+        (running, or already closed for this period) is left alone."""
+        charges = await in_thread(self.registry.list_open_charges, period, after_id, limit)
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def start(charge_id: int, subscription_id: str, amount: object) -> bool:
+            context = await in_thread(self.registry.charge_context, subscription_id)
+            charge = RenewalCharge(
+                subscription_id=subscription_id,
+                period=period,
+                amount=amount,  # type: ignore[arg-type]
+                tenant_id=context.tenant_id,
+                domain=context.domain,
+                company_name=context.company_name,
+                reseller_id=context.reseller_id,
+                reseller_name=context.reseller_name,
+                reseller_email=context.reseller_email or self.ops_email,
+                product_name=context.product_name,
+                quantity=context.quantity,
+                order_id=context.order_id,
+            )
+            async with gate:
+                try:
+                    await self.client.start_workflow(
+                        "RenewalPaymentWorkflow",
+                        RenewalRequest(charge=charge, policy=policy),
+                        id=renewal_workflow_id(subscription_id, period),
+                        task_queue=self.task_queue,
+                        # Running or closed already: leave it (and count it as not started).
+                        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                        search_attributes=TypedSearchAttributes(
+                            [
+                                SearchAttributePair(sa.SUBSCRIPTION_ID, subscription_id),
+                                SearchAttributePair(sa.BILLING_PERIOD, period),
+                                SearchAttributePair(sa.PAYMENT_STATUS, PaymentStatus.PENDING.value),
+                                SearchAttributePair(sa.ESCALATION_LEVEL, 0),
+                                SearchAttributePair(sa.PAYMENT_DUE_AT, cutoff_at(period, policy)),
+                                SearchAttributePair(sa.CUSTOMER_DOMAIN, context.domain),
+                                SearchAttributePair(sa.RESELLER_ID, context.reseller_id),
+                            ]
+                        ),
+                        static_summary=(
+                            f"Renewal {period} · {context.domain} · {context.product_name} "
+                            f"× {context.quantity} · {amount} MXN"
+                        )[:200],
+                    )
+                    return True
+                except WorkflowAlreadyStartedError:
+                    return False
+
+        results = await asyncio.gather(*(start(c.id, c.subscription_id, c.amount) for c in charges))
+        activity.heartbeat(len(results))
+        return CyclePage(
+            last_id=charges[-1].id if charges else after_id,
+            seen=len(charges),
+            started=sum(results),
+        )
+
+    # ------------------------------------------------------------------ bookkeeping
+    @activity.defn
+    async def payment_reference(self, subscription_id: str, period: str) -> str | None:
+        """The payment's reference when the registry shows the charge paid, else None."""
+        charge = await in_thread(self.registry.get_charge, subscription_id, period)
+        if charge is None or charge.is_open:
+            return None
+        return charge.payment_reference or "registered"
+
+    @activity.defn
+    async def record_charge_status(
+        self, subscription_id: str, period: str, status: PaymentStatus
+    ) -> None:
+        await in_thread(self.registry.set_charge_status, subscription_id, period, status)
+
+    # ------------------------------------------------------------------ provider
+    @activity.defn
+    async def suspend_subscription(self, charge: RenewalCharge) -> None:
+        await self._set_status(charge, SubscriptionStatus.SUSPENDED, "suspended")
+
+    @activity.defn
+    async def reactivate_subscription(self, charge: RenewalCharge) -> None:
+        await self._set_status(charge, SubscriptionStatus.ACTIVE, "active")
+
+    async def _set_status(
+        self, charge: RenewalCharge, status: SubscriptionStatus, registry_status: str
+    ) -> None:
+        try:
+            await self.provider.set_subscription_status(
+                charge.tenant_id,
+                charge.subscription_id,
+                status,
+                request_id=request_id(f"subscription-{status.value}"),
+            )
+        except ProviderError as err:
+            raise provider_failure(err, f"setting {charge.subscription_id} {status.value}") from err
+        await in_thread(
+            self.registry.set_subscription_status, charge.subscription_id, registry_status
+        )
+
+    # ------------------------------------------------------------------ e-mail
+    @activity.defn
+    async def notify_renewal(self, notice: RenewalNotice) -> None:
+        email = self._render(notice)
+        charge = notice.charge
+        claimed = await in_thread(
+            self.registry.claim_notification,
+            email.key,
+            email.kind,
+            ",".join(email.to),
+            None,
+            charge.subscription_id,
+            charge.period,
+        )
+        if not claimed:
+            return
+        try:
+            await self.mailer.send(email)
+        except Exception:
+            await in_thread(self.registry.release_notification, email.key)
+            raise
+
+    def _render(self, notice: RenewalNotice) -> messages.Email:
+        c, policy = notice.charge, notice.policy
+        kind = notice.kind.value if isinstance(notice.kind, StepKind) else notice.kind
+        key = f"{renewal_workflow_id(c.subscription_id, c.period)}:{kind}"
+        if notice.reminder_number:
+            key += f":{notice.reminder_number}"
+        details = messages.RenewalDetails(
+            subscription_id=c.subscription_id,
+            product_name=c.product_name,
+            quantity=c.quantity,
+            company_name=c.company_name,
+            domain=c.domain,
+            reseller_name=c.reseller_name,
+            reseller_email=c.reseller_email,
+            billing_period=c.period,
+            amount=c.amount,
+            cutoff=cutoff_at(c.period, policy),
+            order_id=c.order_id,
+        )
+        tz = zone(policy.timezone)
+        match kind:
+            case StepKind.NOTICE:
+                return messages.renewal_notice(details, key=key, tz=tz)
+            case StepKind.REMINDER:
+                return messages.renewal_reminder(details, notice.reminder_number, key=key, tz=tz)
+            case StepKind.ESCALATION:
+                return messages.renewal_escalation(details, self.ops_email, key=key, tz=tz)
+            case StepKind.FINAL_NOTICE:
+                return messages.renewal_final_notice(
+                    details, key=key, tz=tz, ops_email=self.ops_email
+                )
+            case StepKind.CUTOFF:
+                return messages.renewal_at_risk(
+                    details, self.ops_email, policy.cutoff_policy.value, key=key, tz=tz
+                )
+            case "suspended":
+                return messages.renewal_suspended(details, key=key, tz=tz, ops_email=self.ops_email)
+            case "reactivated":
+                return messages.renewal_reactivated(details, key=key, tz=tz)
+            case "paid":
+                return messages.payment_received(
+                    details, key=key, tz=tz, paid_at=activity.info().current_attempt_scheduled_time
+                )
+        raise ValueError(f"unknown renewal notice {kind}")

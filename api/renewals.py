@@ -1,0 +1,154 @@
+"""Monthly renewals: the schedule, running a period by hand, and recording payments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleBackfill,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+    WorkflowHandle,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from csp_core.billing import RenewalPolicy, parse_period, period_start
+from csp_core.registry import ChargeRecord, Registry
+from csp_core.renewals import CycleRequest, CycleResult, renewal_workflow_id
+from csp_core.settings import Settings
+from workflows.renewal import RenewalCycleWorkflow, RenewalPaymentWorkflow
+
+SCHEDULE_ID = "renewal-monthly"
+CYCLE_HOUR = 8  # local time on day 1: the period opens with the morning's notices
+
+
+def renewal_policy(settings: Settings) -> RenewalPolicy:
+    return RenewalPolicy(
+        timezone=settings.business_timezone,
+        cutoff_day=settings.payment_cutoff_day,
+        reminder_days=settings.renewal_reminder_days,
+        escalation_day=settings.renewal_escalation_day,
+        final_notice_day=settings.renewal_final_notice_day,
+        cutoff_policy=settings.renewal_cutoff_policy,
+    )
+
+
+def monthly_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RenewalCycleWorkflow.run,
+            CycleRequest(policy=renewal_policy(settings)),
+            id="renewal-cycle",
+            task_queue=settings.task_queue,
+            static_summary="Monthly renewal cycle: chase every pending renewal payment",
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    day_of_month=[ScheduleRange(1)],
+                    hour=[ScheduleRange(CYCLE_HOUR)],
+                    minute=[ScheduleRange(0)],
+                    comment=f"day 1, {CYCLE_HOUR:02d}:00 {settings.business_timezone}",
+                )
+            ],
+            time_zone_name=settings.business_timezone,
+        ),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP,
+            catchup_window=timedelta(days=7),
+            pause_on_failure=False,
+        ),
+        state=ScheduleState(
+            note="Starts RenewalCycleWorkflow for the month; managed by `csp renewals schedule`."
+        ),
+    )
+
+
+async def ensure_schedule(client: Client, settings: Settings) -> str:
+    """Create the monthly schedule, or update it to the current settings. Returns what it did."""
+    schedule = monthly_schedule(settings)
+    try:
+        await client.create_schedule(SCHEDULE_ID, schedule)
+        return "created"
+    except ScheduleAlreadyRunningError:
+
+        async def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(SCHEDULE_ID).update(update)
+        return "updated"
+
+
+async def backfill(client: Client, period: str, settings: Settings) -> None:
+    """Run the schedule's action for a missed period, as if it had fired on day 1."""
+    parse_period(period)
+    start = period_start(period, settings.business_timezone) + timedelta(hours=CYCLE_HOUR)
+    await client.get_schedule_handle(SCHEDULE_ID).backfill(
+        ScheduleBackfill(
+            start_at=start - timedelta(minutes=1),
+            end_at=start + timedelta(minutes=1),
+            overlap=ScheduleOverlapPolicy.ALLOW_ALL,
+        )
+    )
+
+
+async def run_period(client: Client, period: str, settings: Settings) -> WorkflowHandle:
+    """Start the cycle of one period by hand. Joins a running cycle; re-running a finished one
+    only starts the renewals still missing."""
+    parse_period(period)
+    return await client.start_workflow(
+        RenewalCycleWorkflow.run,
+        CycleRequest(period=period, policy=renewal_policy(settings)),
+        id=f"renewal-cycle-{period}",
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        static_summary=f"Renewal cycle {period} (started by hand)",
+    )
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    charge: ChargeRecord
+    newly_paid: bool
+    workflow_signalled: bool
+
+
+async def record_payment(
+    client: Client,
+    registry: Registry,
+    subscription_id: str,
+    period: str,
+    reference: str,
+    amount: Decimal | None = None,
+) -> PaymentResult:
+    """Record the payment in the registry (idempotent), then tell the renewal workflow."""
+    charge, newly_paid = registry.record_payment(subscription_id, period, reference, amount)
+    handle = client.get_workflow_handle_for(
+        RenewalPaymentWorkflow.run, renewal_workflow_id(subscription_id, period)
+    )
+    try:
+        await handle.signal(RenewalPaymentWorkflow.payment_received, reference)
+        signalled = True
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        signalled = False  # no workflow yet, or already closed: the registry is the record
+    return PaymentResult(charge, newly_paid, signalled)
+
+
+async def cycle_result(handle: WorkflowHandle) -> CycleResult:
+    return await handle.result()

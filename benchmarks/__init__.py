@@ -1,0 +1,1 @@
+"""Benchmarks of the local stack (not tests): `make bench` runs benchmarks/orders.py."""

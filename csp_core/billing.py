@@ -1,0 +1,163 @@
+"""Renewal billing rules: which subscriptions owe a charge in a period, when it is due, and the
+escalation ladder before the payment cutoff (day 26, 00:00 in the business time zone).
+
+Pure functions of their inputs, so workflows use them deterministically and tests pin instants.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from csp_core.timezones import zone
+
+PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+class CutoffPolicy(StrEnum):
+    NOTIFY = "notify"  # ops are alerted; the subscription keeps running
+    SUSPEND = "suspend"  # suspended at the provider; a later payment reactivates it
+
+
+class StepKind(StrEnum):
+    NOTICE = "notice"
+    REMINDER = "reminder"
+    ESCALATION = "escalation"
+    FINAL_NOTICE = "final_notice"
+    CUTOFF = "cutoff"
+
+
+class LadderStep(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: StepKind
+    at: datetime  # aware UTC
+    level: int  # the EscalationLevel ops see once this step has run
+    number: int = 0  # reminder number, for reminders
+
+
+class RenewalPolicy(BaseModel):
+    """The business settings of the renewal ladder, snapshotted into each workflow's input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    timezone: str = "America/Mexico_City"
+    cutoff_day: Annotated[int, Field(ge=2, le=28)] = 26
+    reminder_days: list[int] = [15, 20]
+    escalation_day: Annotated[int, Field(ge=1, le=28)] = 23
+    final_notice_day: Annotated[int, Field(ge=1, le=28)] = 25
+    step_time: time = time(9, 0)  # local time of day reminders and escalations go out
+    cutoff_policy: CutoffPolicy = CutoffPolicy.NOTIFY
+    # After the cutoff, how long a late payment is still awaited (reactivation window).
+    late_payment_days: Annotated[int, Field(ge=0, le=365)] = 60
+
+    @model_validator(mode="after")
+    def _ladder_before_cutoff(self) -> RenewalPolicy:
+        days = [*self.reminder_days, self.escalation_day, self.final_notice_day]
+        if any(d < 1 or d >= self.cutoff_day for d in days):
+            raise ValueError(
+                f"every ladder day must fall between 1 and {self.cutoff_day - 1} "
+                "(before the cutoff day)"
+            )
+        if self.reminder_days != sorted(set(self.reminder_days)):
+            raise ValueError("reminder days must be ascending and distinct")
+        return self
+
+
+def parse_period(period: str) -> tuple[int, int]:
+    match = PERIOD_RE.match(period)
+    if not match:
+        raise ValueError(f"billing period must be YYYY-MM (got {period!r})")
+    return int(match.group(1)), int(match.group(2))
+
+
+def period_of(instant: datetime, timezone: str = "America/Mexico_City") -> str:
+    """The billing period (YYYY-MM) an instant falls in, in the business time zone."""
+    local = instant.astimezone(zone(timezone))
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def next_period(period: str) -> str:
+    year, month = parse_period(period)
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def local_instant(period: str, day: int, at: time, timezone: str) -> datetime:
+    year, month = parse_period(period)
+    local = datetime(year, month, day, at.hour, at.minute, tzinfo=zone(timezone))
+    return local.astimezone(UTC)
+
+
+def period_start(period: str, timezone: str = "America/Mexico_City") -> datetime:
+    return local_instant(period, 1, time(0, 0), timezone)
+
+
+def cutoff_at(period: str, policy: RenewalPolicy) -> datetime:
+    """Payment is due before this instant: day `cutoff_day` 00:00 local."""
+    return local_instant(period, policy.cutoff_day, time(0, 0), policy.timezone)
+
+
+def ladder(period: str, policy: RenewalPolicy) -> list[LadderStep]:
+    """Every step of the period's escalation ladder, in time order."""
+
+    def at(day: int) -> datetime:
+        return local_instant(period, day, policy.step_time, policy.timezone)
+
+    steps = [LadderStep(kind=StepKind.NOTICE, at=period_start(period, policy.timezone), level=0)]
+    for number, day in enumerate(policy.reminder_days, start=1):
+        steps.append(LadderStep(kind=StepKind.REMINDER, at=at(day), level=number, number=number))
+    level = len(policy.reminder_days)
+    steps.append(
+        LadderStep(kind=StepKind.ESCALATION, at=at(policy.escalation_day), level=level + 1)
+    )
+    steps.append(
+        LadderStep(kind=StepKind.FINAL_NOTICE, at=at(policy.final_notice_day), level=level + 2)
+    )
+    steps.append(LadderStep(kind=StepKind.CUTOFF, at=cutoff_at(period, policy), level=level + 3))
+    return sorted(steps, key=lambda s: (s.at, s.level))
+
+
+def remaining_ladder(period: str, policy: RenewalPolicy, opened_at: datetime) -> list[LadderStep]:
+    """The steps still ahead when the period is opened at `opened_at`.
+
+    The opening notice always goes out (unless the cutoff has passed); steps whose time has
+    passed are skipped, so a late start never floods the reseller with past reminders.
+    """
+    steps = ladder(period, policy)
+    cutoff = steps[-1]
+    if opened_at >= cutoff.at:
+        return [cutoff.model_copy(update={"at": opened_at})]
+    ahead = [s for s in steps[1:] if s.at > opened_at]
+    return [steps[0].model_copy(update={"at": opened_at}), *ahead]
+
+
+def owes_charge(
+    billing_cycle: str, activated_at: datetime | None, period: str, timezone: str
+) -> bool:
+    """Does an active subscription owe a renewal charge in `period`?
+
+    Monthly billing (P1M, or P1Y/P3Y billed monthly) charges every month after the purchase
+    month; annual billing charges in the anniversary month of later years.
+    """
+    if activated_at is None:
+        return False
+    year, month = parse_period(period)
+    local = activated_at.astimezone(zone(timezone))
+    if (year, month) <= (local.year, local.month):
+        return False
+    if billing_cycle == "monthly":
+        return True
+    return month == local.month
+
+
+def charge_amount(quantity: int, unit_price: Decimal) -> Decimal:
+    return (Decimal(quantity) * unit_price).quantize(Decimal("0.01"))
+
+
+def late_payment_deadline(period: str, policy: RenewalPolicy) -> datetime:
+    return cutoff_at(period, policy) + timedelta(days=policy.late_payment_days)

