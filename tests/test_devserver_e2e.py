@@ -144,6 +144,11 @@ async def test_three_examples_end_to_end_on_the_dev_server(
     assert waiting.stage is OrderStage.AWAITING_PARTNER_ACCEPTANCE
     details = await current_details(invite_handle)
     assert "AWAITING_PARTNER_ACCEPTANCE" in details and invite.order_id in details
+    # The invitation goes out right after the stage is set: give the SMTP round trip a moment.
+    for _ in range(100):
+        if stack.mail_kinds(invite.order_id):
+            break
+        await asyncio.sleep(0.05)
     assert stack.mail_kinds(invite.order_id) == ["partner_invitation"]
 
     await order_api.accept_partner(client, invite.order_id, "confirmado por teléfono")
