@@ -11,7 +11,10 @@ from typing import ParamSpec, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from csp_core.notifications.mailer import Mailer
+from csp_core.notifications.messages import Email
 from csp_core.providers.port import ProviderError
+from csp_core.registry import Registry
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -47,3 +50,33 @@ def provider_failure(err: ProviderError, doing: str) -> ApplicationError:
 async def in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run blocking registry work off the event loop."""
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def send_once(
+    registry: Registry,
+    mailer: Mailer,
+    email: Email,
+    *,
+    order_id: str | None = None,
+    subscription_id: str | None = None,
+    period: str | None = None,
+) -> bool:
+    """Send an e-mail at most once per key: claim it in the ledger, send, and release the claim
+    if sending fails so the activity's retry sends it. False when it had already gone out."""
+    claimed = await in_thread(
+        registry.claim_notification,
+        email.key,
+        email.kind,
+        ",".join(email.to),
+        order_id,
+        subscription_id,
+        period,
+    )
+    if not claimed:
+        return False
+    try:
+        await mailer.send(email)
+    except Exception:
+        await in_thread(registry.release_notification, email.key)
+        raise
+    return True

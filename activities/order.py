@@ -10,7 +10,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import in_thread, provider_failure, request_id
+from activities.common import in_thread, provider_failure, request_id, send_once
 from csp_core.models import Order
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
@@ -248,22 +248,9 @@ class OrderActivities:
     @activity.defn
     async def notify(self, notice: OrderNotice) -> None:
         email = await self._render(notice)
-        claimed = await in_thread(
-            self.registry.claim_notification,
-            email.key,
-            email.kind,
-            ",".join(email.to),
-            notice.order.order_id,
-        )
-        if not claimed:
+        sent = await send_once(self.registry, self.mailer, email, order_id=notice.order.order_id)
+        if not sent:
             log.info("notification_already_sent", key=email.key)
-            return
-        try:
-            await self.mailer.send(email)
-        except Exception:
-            # Not sent: release the claim so the retry sends it.
-            await in_thread(self.registry.release_notification, email.key)
-            raise
 
     async def _render(self, notice: OrderNotice) -> messages.Email:
         order = notice.order

@@ -17,7 +17,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.common import in_thread, provider_failure, request_id
+from activities.common import in_thread, provider_failure, request_id, send_once
 from csp_core.billing import (
     RenewalPolicy,
     StepKind,
@@ -183,22 +183,13 @@ class RenewalActivities:
     async def notify_renewal(self, notice: RenewalNotice) -> None:
         email = self._render(notice)
         charge = notice.charge
-        claimed = await in_thread(
-            self.registry.claim_notification,
-            email.key,
-            email.kind,
-            ",".join(email.to),
-            None,
-            charge.subscription_id,
-            charge.period,
+        await send_once(
+            self.registry,
+            self.mailer,
+            email,
+            subscription_id=charge.subscription_id,
+            period=charge.period,
         )
-        if not claimed:
-            return
-        try:
-            await self.mailer.send(email)
-        except Exception:
-            await in_thread(self.registry.release_notification, email.key)
-            raise
 
     def _render(self, notice: RenewalNotice) -> messages.Email:
         c, policy = notice.charge, notice.policy
