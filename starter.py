@@ -1,7 +1,7 @@
 """The CLI for order systems and ops: `python starter.py --help` (installed as `csp`).
 
 Input is validated before anything starts; exit codes: 0 ok, 2 invalid input, 3 refused,
-4 not found.
+4 not found, 5 Temporal unreachable.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import gc
 import json
 import sys
 from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,7 +19,7 @@ import typer
 
 from api import orders as order_api
 from api import renewals as renewal_api
-from csp_core.billing import parse_period
+from csp_core.billing import open_period, parse_period
 from csp_core.models import OrderValidationError, parse_order
 from csp_core.registry import (
     ChargeAlreadyPaid,
@@ -28,10 +29,12 @@ from csp_core.registry import (
     UnknownCharge,
     UnknownSubscription,
 )
+from csp_core.renewals import CycleResult
 from csp_core.secrets import SecretVault
 from csp_core.settings import get_settings
 from csp_core.stages import PaymentStatus
-from temporalutil.client import connect
+from csp_core.timezones import zone
+from temporalutil.client import TemporalUnreachable, connect
 
 app = typer.Typer(help="csp-orchestrator: Microsoft CSP orders and renewals.", no_args_is_help=True)
 order_app = typer.Typer(help="Submit and steer license orders.", no_args_is_help=True)
@@ -45,13 +48,15 @@ payment_app = typer.Typer(help="Record renewal payments.", no_args_is_help=True)
 app.add_typer(renewals_app, name="renewals")
 app.add_typer(payment_app, name="payment")
 
-EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
+EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 2, 3, 4, 5
 T = TypeVar("T")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
+    except TemporalUnreachable as err:
+        raise _fail(str(err), EXIT_UNAVAILABLE) from err
     finally:
         gc.collect()  # sdk-python#300: avoid the native runtime's crash at interpreter exit
 
@@ -220,20 +225,41 @@ def renewals_schedule() -> None:
 
 @renewals_app.command("run")
 def renewals_run(
-    period: Annotated[str, typer.Option(help="Billing period YYYY-MM.", callback=_period)],
+    period: Annotated[
+        str | None,
+        typer.Option(
+            help="Billing period YYYY-MM. Default: the open one (this month until its cutoff, "
+            "then the next).",
+            callback=lambda v: v and _period(v),
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until every renewal is started.")] = True,
 ) -> None:
     """Start (or join) the renewal cycle of one period. Safe to repeat."""
     settings = get_settings()
+    policy = renewal_api.renewal_policy(settings)
+    chosen = period or open_period(datetime.now(UTC), policy)
 
-    async def start() -> str:
-        handle = await renewal_api.run_period(await connect(settings), period, settings)
+    async def start() -> CycleResult | str:
+        handle = await renewal_api.run_period(await connect(settings), chosen, settings)
         if not wait:
             return f"{handle.id}: started"
-        result = await renewal_api.cycle_result(handle)
-        return f"{handle.id}: {result.renewals_started} renewal workflow(s) started"
+        return await renewal_api.cycle_result(handle)
 
-    typer.echo(_run(start()))
+    result = _run(start())
+    if isinstance(result, str):
+        typer.echo(result)
+        return
+    typer.echo(
+        f"renewal-cycle-{chosen}: {result.charges_prepared or 0} charge(s) owed in {chosen}, "
+        f"{result.renewals_started} renewal workflow(s) started"
+    )
+    if not result.charges_prepared:
+        typer.echo(
+            f"A subscription is first charged in the period it was activated in, or in the next "
+            f"one when activated on or after day {policy.cutoff_day} "
+            f"({policy.timezone}); annual billing is charged in its renewal month."
+        )
 
 
 @renewals_app.command("backfill")
@@ -278,12 +304,36 @@ def renewals_status(
         )
 
 
+def _paid_at(value: str | None, timezone: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as err:
+        raise _fail(
+            f"--paid-at: not an ISO 8601 date and time: {value!r} (e.g. 2026-11-25T17:30)",
+            EXIT_INVALID,
+        ) from err
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=zone(timezone))
+    if instant > datetime.now(UTC) + timedelta(minutes=5):
+        raise _fail(f"--paid-at: a payment cannot be in the future (got {value})", EXIT_INVALID)
+    return instant
+
+
 @payment_app.command("record")
 def payment_record(
     subscription_id: str,
     period: Annotated[str, typer.Option(help="Billing period YYYY-MM.", callback=_period)],
     reference: Annotated[str, typer.Option(help="Payment reference.")],
     amount: Annotated[str | None, typer.Option(help="Amount paid, MXN.")] = None,
+    paid_at: Annotated[
+        str | None,
+        typer.Option(
+            help="When it was paid (ISO 8601; without an offset it is business local time). "
+            "Default: now. Payments at or after day 26 00:00 are late."
+        ),
+    ] = None,
 ) -> None:
     """Record a renewal payment (idempotent) and stop its escalation."""
     from decimal import Decimal, InvalidOperation
@@ -292,13 +342,16 @@ def payment_record(
         paid = Decimal(amount) if amount is not None else None
     except InvalidOperation as err:
         raise _fail(f"--amount: not a decimal amount: {amount!r}", EXIT_INVALID) from err
+    if paid is not None and (not paid.is_finite() or paid <= 0):
+        raise _fail(f"--amount: must be a positive amount in MXN (got {amount})", EXIT_INVALID)
     settings = get_settings()
+    when = _paid_at(paid_at, settings.business_timezone)
     registry = _registry()
 
     async def record() -> renewal_api.PaymentResult:
         client = await connect(settings)
         return await renewal_api.record_payment(
-            client, registry, subscription_id, period, reference, paid
+            client, registry, subscription_id, period, reference, paid, when
         )
 
     try:

@@ -31,6 +31,7 @@ from csp_core.providers.port import Provider, ProviderError, SubscriptionStatus
 from csp_core.registry import Registry
 from csp_core.renewals import (
     CyclePage,
+    PaymentSeen,
     RenewalCharge,
     RenewalNotice,
     RenewalRequest,
@@ -66,7 +67,7 @@ class RenewalActivities:
             if not subs:
                 return recorded
             for sub in subs:
-                if owes_charge(sub.billing_cycle, sub.activated_at, period, policy.timezone):
+                if owes_charge(sub.billing_cycle, sub.activated_at, period, policy):
                     amount = charge_amount(sub.quantity, sub.unit_price)
                     await in_thread(
                         self.registry.upsert_charge, sub.subscription_id, period, amount, due_at
@@ -140,12 +141,14 @@ class RenewalActivities:
 
     # ------------------------------------------------------------------ bookkeeping
     @activity.defn
-    async def payment_reference(self, subscription_id: str, period: str) -> str | None:
-        """The payment's reference when the registry shows the charge paid, else None."""
+    async def find_payment(self, subscription_id: str, period: str) -> PaymentSeen | None:
+        """The payment the registry shows for the charge, if any."""
         charge = await in_thread(self.registry.get_charge, subscription_id, period)
-        if charge is None or charge.is_open:
+        if charge is None or charge.paid_at is None:
             return None
-        return charge.payment_reference or "registered"
+        return PaymentSeen(
+            reference=charge.payment_reference or "registered", paid_at=charge.paid_at
+        )
 
     @activity.defn
     async def record_charge_status(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from temporalio.client import (
@@ -134,14 +134,20 @@ async def record_payment(
     period: str,
     reference: str,
     amount: Decimal | None = None,
+    paid_at: datetime | None = None,
 ) -> PaymentResult:
-    """Record the payment in the registry (idempotent), then tell the renewal workflow."""
-    charge, newly_paid = registry.record_payment(subscription_id, period, reference, amount)
+    """Record the payment in the registry (idempotent), then tell the renewal workflow when it
+    was paid (`paid_at`, by default now): the cutoff rule is about that instant."""
+    charge, newly_paid = registry.record_payment(
+        subscription_id, period, reference, amount, paid_at
+    )
     handle = client.get_workflow_handle_for(
         RenewalPaymentWorkflow.run, renewal_workflow_id(subscription_id, period)
     )
     try:
-        await handle.signal(RenewalPaymentWorkflow.payment_received, reference)
+        await handle.signal(
+            RenewalPaymentWorkflow.payment_received, args=[charge.payment_reference, charge.paid_at]
+        )
         signalled = True
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:

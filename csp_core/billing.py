@@ -102,6 +102,13 @@ def cutoff_at(period: str, policy: RenewalPolicy) -> datetime:
     return local_instant(period, policy.cutoff_day, time(0, 0), policy.timezone)
 
 
+def open_period(now: datetime, policy: RenewalPolicy) -> str:
+    """The period whose payments are being chased at `now`: this month until its cutoff, then
+    the next one (from day 26 on, the month's payments are overdue, not pending)."""
+    period = period_of(now, policy.timezone)
+    return period if now < cutoff_at(period, policy) else next_period(period)
+
+
 def ladder(period: str, policy: RenewalPolicy) -> list[LadderStep]:
     """Every step of the period's escalation ladder, in time order."""
 
@@ -136,23 +143,32 @@ def remaining_ladder(period: str, policy: RenewalPolicy, opened_at: datetime) ->
     return [steps[0].model_copy(update={"at": opened_at}), *ahead]
 
 
-def owes_charge(
-    billing_cycle: str, activated_at: datetime | None, period: str, timezone: str
-) -> bool:
-    """Does an active subscription owe a renewal charge in `period`?
+def first_billing_period(activated_at: datetime, policy: RenewalPolicy) -> str:
+    """The first period a subscription is charged in: the one it was activated in, unless it
+    was activated on or after that period's cutoff (a charge is never born overdue), then the
+    next one."""
+    period = period_of(activated_at, policy.timezone)
+    return period if activated_at < cutoff_at(period, policy) else next_period(period)
 
-    Monthly billing (P1M, or P1Y/P3Y billed monthly) charges every month after the purchase
-    month; annual billing charges in the anniversary month of later years.
+
+def owes_charge(
+    billing_cycle: str, activated_at: datetime | None, period: str, policy: RenewalPolicy
+) -> bool:
+    """Does an active subscription owe a charge in `period`?
+
+    Monthly billing (P1M, or P1Y/P3Y billed monthly) owes one every month from its first
+    billing period on; annual billing owes one at each renewal, the anniversary month of its
+    first billing period in later years (the first year is paid with the order).
     """
     if activated_at is None:
         return False
+    first = parse_period(first_billing_period(activated_at, policy))
     year, month = parse_period(period)
-    local = activated_at.astimezone(zone(timezone))
-    if (year, month) <= (local.year, local.month):
+    if (year, month) < first:
         return False
     if billing_cycle == "monthly":
         return True
-    return month == local.month
+    return (year, month) != first and month == first[1]
 
 
 def charge_amount(quantity: int, unit_price: Decimal) -> Decimal:

@@ -57,7 +57,16 @@ class RenewalStatus(_Model):
     next_step: str | None = None
     next_step_at: datetime | None = None
     payment_reference: str | None = None
+    paid_at: datetime | None = None
+    paid_late: bool = False  # paid at or after the cutoff
     detail: str = ""
+
+
+class PaymentSeen(_Model):
+    """A payment the registry shows for a charge."""
+
+    reference: str
+    paid_at: datetime
 
 
 class CycleRequest(_Model):

@@ -22,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "order-create.json"
-EXIT_INVALID, EXIT_NOT_FOUND = 2, 4
+EXIT_INVALID, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 2, 4, 5
 # Import of the CLI takes ~2 s; a validation failure must not take much more than that.
 QUICK_SECONDS = 20
 
@@ -181,8 +181,10 @@ def test_a_valid_order_does_reach_for_temporal(tmp_path: Path, cli_env: dict[str
     connecting. So the bad-input runs above really stopped before trying to connect."""
     result = csp(cli_env, "order", "submit", str(order_file(tmp_path)))
 
-    assert result.returncode not in (0, EXIT_INVALID), result.stderr
-    assert "connect" in result.stderr.lower()
+    assert result.returncode == EXIT_UNAVAILABLE, result.stderr
+    assert f"cannot connect to Temporal at {cli_env['TEMPORAL_ADDRESS']}" in result.stderr
+    assert "set TEMPORAL_ADDRESS" in result.stderr
+    assert "Traceback" not in result.stderr
     assert "invalid order" not in result.stderr
 
 
@@ -248,3 +250,31 @@ def test_reveal_unknown_credentials_exits_4(tmp_path: Path, cli_env: dict[str, s
     assert result.stdout == ""
     assert "no credentials are stored for order UNKNOWN" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--period", "2026-13"], "billing period must be YYYY-MM (got '2026-13')"),
+        (["--period", "2026-11", "--amount", "-5"], "--amount: must be a positive amount in MXN"),
+        (["--period", "2026-11", "--amount", "mil"], "--amount: not a decimal amount: 'mil'"),
+        (
+            ["--period", "2026-11", "--paid-at", "ayer"],
+            "--paid-at: not an ISO 8601 date and time: 'ayer'",
+        ),
+        (
+            ["--period", "2026-11", "--paid-at", "2999-01-01T00:00"],
+            "--paid-at: a payment cannot be in the future",
+        ),
+    ],
+    ids=["period", "negative-amount", "amount-text", "paid-at-text", "paid-at-future"],
+)
+def test_bad_payment_exits_2_naming_the_option(
+    tmp_path: Path, cli_env: dict[str, str], args: list[str], expected: str
+) -> None:
+    started = time.monotonic()
+    result = csp(cli_env, "payment", "record", "sub-1", "--reference", "SPEI-1", *args)
+
+    assert_refused_before_starting(result, time.monotonic() - started)
+    assert expected in " ".join(result.stderr.split())
+    assert not (tmp_path / "registry.db").exists()  # nothing was opened, let alone written

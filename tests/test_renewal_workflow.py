@@ -3,7 +3,7 @@ instants, payment stops it, the cutoff (day 26 00:00 Mexico City) applies the po
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -46,10 +46,13 @@ def local(period: str, day: int, hour: int = 0, minute: int = 0, second: int = 0
     return datetime(year, month, day, hour, minute, second, tzinfo=MEXICO_CITY)
 
 
-async def open_period(stack: Stack, day: int = 1, hour: int = 8, period: str | None = None):
-    """Buy a subscription, then open the next billing period (or `period`) at day/hour local."""
+async def open_period(stack: Stack, day: int = 1, hour: int = 8, month: int | None = None):
+    """Buy a subscription, then open the next billing period (or the next one in `month`) at
+    day/hour local. The period is chosen after the purchase: buying takes test time too."""
     subscription_id = await active_subscription(stack)
-    period = period or next_period(period_of(await now(stack)))
+    period = next_period(period_of(await now(stack)))
+    while month is not None and int(period[5:]) != month:
+        period = next_period(period)
     await advance_to(stack, local(period, day, hour))
     cycle = await renewal_api.run_period(stack.env.client, period, stack.settings)
     # The cycle needs no time to pass: await it with time skipping locked.
@@ -67,9 +70,21 @@ async def status(handle: WorkflowHandle) -> RenewalStatus:
     return await handle.query(RenewalPaymentWorkflow.status)
 
 
-async def pay(stack: Stack, subscription_id: str, period: str, reference: str = "SPEI-1"):
+async def pay(
+    stack: Stack,
+    subscription_id: str,
+    period: str,
+    reference: str = "SPEI-1",
+    paid_at: datetime | None = None,
+):
+    """Record a payment as the billing system does; it was paid now, on the test clock."""
     return await renewal_api.record_payment(
-        stack.env.client, stack.registry, subscription_id, period, reference
+        stack.env.client,
+        stack.registry,
+        subscription_id,
+        period,
+        reference,
+        paid_at=paid_at or await now(stack),
     )
 
 
@@ -176,32 +191,58 @@ async def test_ladder_steps_fire_at_09_local_on_days_15_20_23_25_and_cutoff_at_2
 
 
 @pytest.mark.parametrize(
-    ("pay_at", "at_risk"),
-    # The cutoff step itself fires at 26th 00:00:00 (see the ladder timing test); a payment
-    # landing on that very instant races the timer on the v1 test server, so the late case pays
-    # one second after it.
-    [((25, 23, 59, 59), False), ((26, 0, 0, 1), True)],
-    ids=["25th-23:59:59-in-time", "26th-00:00:01-late"],
+    ("paid", "recorded_after", "late"),
+    [((25, 23, 59, 59), 0, False), ((26, 0, 0, 0), 1, True)],
+    ids=["25th-23:59:59-in-time", "26th-00:00:00-late"],
 )
 async def test_payment_at_the_last_second_versus_at_the_cutoff(
-    stack: Stack, pay_at: tuple[int, int, int, int], at_risk: bool
+    stack: Stack, paid: tuple[int, int, int, int], recorded_after: int, late: bool
 ) -> None:
+    """Due *before* day 26 00:00 local. The v1 test server cannot take a signal on the very
+    instant a timer fires, so the 00:00:00 payment is recorded one second after it was made;
+    the rule is about when it was paid (the next test has a payment that beats the timer)."""
     subscription_id, period, handle = await open_period(stack)
-    day, hour, minute, second = pay_at
-    await advance_to(stack, local(period, day, hour, minute, second))
-    await pay(stack, subscription_id, period)
+    paid_at = local(period, *paid)
+    await advance_to(stack, paid_at + timedelta(seconds=recorded_after))
+    await pay(stack, subscription_id, period, paid_at=paid_at)
     result = await stack.result(handle)
 
     assert result.status is PaymentStatus.PAID
+    assert result.paid_at == paid_at and result.paid_late is late
     sent = kinds(stack, subscription_id, period)
-    assert ("renewal_at_risk" in sent) is at_risk
+    assert ("renewal_at_risk" in sent) is late
     assert sent[-1] == "payment_received"
+    assert stack.registry.get_charge(subscription_id, period).paid_at == paid_at
+
+
+async def test_payment_stamped_at_the_cutoff_is_late_even_if_it_beats_the_timer(
+    stack: Stack,
+) -> None:
+    """The billing system's clock runs a little ahead: its 00:00:00 payment reaches the
+    workflow before the cutoff timer has fired. It is still late, and the cutoff applies."""
+    stack.settings = stack.settings.model_copy(
+        update={"renewal_cutoff_policy": CutoffPolicy.SUSPEND}
+    )
+    subscription_id, period, handle = await open_period(stack)
+    await advance_to(stack, local(period, 25, 23, 59, 58))
+    await pay(stack, subscription_id, period, paid_at=local(period, 26))
+    result = await stack.result(handle)
+
+    assert result.status is PaymentStatus.REACTIVATED and result.paid_late
+    assert kinds(stack, subscription_id, period)[-3:] == [
+        "renewal_at_risk", "renewal_suspended", "renewal_reactivated"
+    ]  # fmt: skip
+    history = await handle.fetch_history()
+    signalled = next(
+        e.event_time.ToDatetime(tzinfo=UTC)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
+    assert signalled < local(period, 26)
 
 
 async def test_february_has_its_cutoff_on_the_26th_too(stack: Stack) -> None:
-    current = period_of(await now(stack))
-    year = int(current[:4]) + (1 if int(current[5:]) >= 2 else 0)
-    subscription_id, period, handle = await open_period(stack, period=f"{year}-02")
+    subscription_id, period, handle = await open_period(stack, month=2)
     assert (await status(handle)).due_at == local(period, 26)
 
     result = await stack.result(handle)

@@ -127,6 +127,7 @@ class RenewalPaymentWorkflow:
         self._level = 0
         self._paid = False
         self._reference: str | None = None
+        self._paid_at: datetime | None = None
         self._next: LadderStep | None = None
         self._detail = "Waiting for the renewal payment."
 
@@ -144,9 +145,14 @@ class RenewalPaymentWorkflow:
         )
         await self._set(PaymentStatus.PENDING, 0, "Period opened; waiting for payment.")
 
-        for step in remaining_ladder(charge.period, self._policy, workflow.now()):
+        steps = remaining_ladder(charge.period, self._policy, workflow.now())
+        for step in steps:
             self._next = step
             if await self._paid_before(step.at):
+                if self._paid_late():
+                    # Paid on or after the cutoff, though it reached us before the cutoff step
+                    # ran: the day-26 rule is about when it was paid, so the cutoff applies.
+                    await self._take(steps[-1])
                 return await self._settle()
             await self._take(step)
         self._next = None
@@ -178,6 +184,10 @@ class RenewalPaymentWorkflow:
             await self._notify("suspended")
 
     async def _settle(self) -> RenewalStatus:
+        paid = f"Paid ({self._reference or 'no reference'})"
+        if self._paid_at is not None:
+            when = _local(self._paid_at, self._policy.timezone)
+            paid += f" at {when}, {'after' if self._paid_late() else 'before'} the cutoff"
         if self._status is PaymentStatus.SUSPENDED:
             await workflow.execute_activity_method(
                 RenewalActivities.reactivate_subscription,
@@ -185,10 +195,10 @@ class RenewalPaymentWorkflow:
                 summary="Reactivate subscription at provider",
                 **CALL,
             )
-            await self._set(PaymentStatus.REACTIVATED, self._level, "Paid late; reactivated.")
+            await self._set(PaymentStatus.REACTIVATED, self._level, f"{paid}; reactivated.")
             await self._notify("reactivated")
         else:
-            await self._set(PaymentStatus.PAID, self._level, "Paid.")
+            await self._set(PaymentStatus.PAID, self._level, f"{paid}.")
             await self._notify("paid")
         self._next = None
         workflow.set_current_details(self._details())
@@ -209,19 +219,30 @@ class RenewalPaymentWorkflow:
             except TimeoutError:
                 pass
         if not self._paid:
-            reference = await workflow.execute_local_activity_method(
-                RenewalActivities.payment_reference,
+            seen = await workflow.execute_local_activity_method(
+                RenewalActivities.find_payment,
                 args=[self._charge.subscription_id, self._charge.period],
                 **BOOKKEEPING,
             )
-            if reference is not None:
-                self._paid, self._reference = True, reference
+            if seen is not None:
+                self._paid, self._reference, self._paid_at = True, seen.reference, seen.paid_at
         return self._paid
 
-    @workflow.signal(description="The renewal payment was received (reference optional).")
-    def payment_received(self, reference: str | None = None) -> None:
+    def _paid_late(self) -> bool:
+        return self._paid_at is not None and self._paid_at >= self._due_at
+
+    @workflow.signal(
+        description="The renewal payment was received: reference and when it was paid "
+        "(both optional; the time defaults to when the signal arrives)."
+    )
+    def payment_received(
+        self, reference: str | None = None, paid_at: datetime | None = None
+    ) -> None:
+        if self._paid:
+            return  # the first payment recorded is the one that counts
         self._paid = True
         self._reference = reference or self._reference
+        self._paid_at = paid_at or workflow.now()
 
     @workflow.query(description="Where the renewal payment stands.")
     def status(self) -> RenewalStatus:
@@ -234,6 +255,8 @@ class RenewalPaymentWorkflow:
             next_step=self._next.kind.value if self._next else None,
             next_step_at=self._next.at if self._next else None,
             payment_reference=self._reference,
+            paid_at=self._paid_at,
+            paid_late=self._paid_late(),
             detail=self._detail,
         )
 
