@@ -141,6 +141,13 @@ class RenewalActivities:
 
     # ------------------------------------------------------------------ bookkeeping
     @activity.defn
+    async def payment_reference(self, subscription_id: str, period: str) -> str | None:
+        """Deprecated: kept for workflows started before `find_payment` (see the patch
+        `payment-time-decides-lateness`); remove once none of them runs."""
+        seen = await self.find_payment(subscription_id, period)
+        return seen.reference if seen is not None else None
+
+    @activity.defn
     async def find_payment(self, subscription_id: str, period: str) -> PaymentSeen | None:
         """The payment the registry shows for the charge, if any."""
         charge = await in_thread(self.registry.get_charge, subscription_id, period)

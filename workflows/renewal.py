@@ -51,6 +51,9 @@ BOOKKEEPING = dict(start_to_close_timeout=timedelta(seconds=30))
 PAGE_SIZE = 500
 PAGES_PER_RUN = 10  # ~10 activities per run: history stays small whatever the volume
 LATE_PAYMENT_CHECK = timedelta(days=1)
+# Patch: lateness is decided by when the payment was made (registry or signal), not by whether
+# it reached the workflow before the cutoff timer. Histories before it replay the old path.
+PAYMENT_TIME_DECIDES = "payment-time-decides-lateness"
 
 _STATUS_OF_STEP = {
     StepKind.NOTICE: PaymentStatus.PENDING,
@@ -149,7 +152,7 @@ class RenewalPaymentWorkflow:
         for step in steps:
             self._next = step
             if await self._paid_before(step.at):
-                if self._paid_late():
+                if self._paid_late() and workflow.patched(PAYMENT_TIME_DECIDES):
                     # Paid on or after the cutoff, though it reached us before the cutoff step
                     # ran: the day-26 rule is about when it was paid, so the cutoff applies.
                     await self._take(steps[-1])
@@ -219,14 +222,25 @@ class RenewalPaymentWorkflow:
             except TimeoutError:
                 pass
         if not self._paid:
-            seen = await workflow.execute_local_activity_method(
-                RenewalActivities.find_payment,
-                args=[self._charge.subscription_id, self._charge.period],
-                **BOOKKEEPING,
-            )
-            if seen is not None:
-                self._paid, self._reference, self._paid_at = True, seen.reference, seen.paid_at
+            await self._look_up_payment()
         return self._paid
+
+    async def _look_up_payment(self) -> None:
+        args = [self._charge.subscription_id, self._charge.period]
+        if not workflow.patched(PAYMENT_TIME_DECIDES):
+            # Histories written before the payment's time was looked up.
+            reference = await workflow.execute_local_activity_method(
+                RenewalActivities.payment_reference, args=args, **BOOKKEEPING
+            )
+            if reference is not None:
+                self._paid, self._reference = True, reference
+                self._paid_at = workflow.now()
+            return
+        seen = await workflow.execute_local_activity_method(
+            RenewalActivities.find_payment, args=args, **BOOKKEEPING
+        )
+        if seen is not None:
+            self._paid, self._reference, self._paid_at = True, seen.reference, seen.paid_at
 
     def _paid_late(self) -> bool:
         return self._paid_at is not None and self._paid_at >= self._due_at
