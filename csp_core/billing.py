@@ -87,6 +87,11 @@ def next_period(period: str) -> str:
     return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
 
 
+def previous_period(period: str) -> str:
+    year, month = parse_period(period)
+    return f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}"
+
+
 def local_instant(period: str, day: int, at: time, timezone: str) -> datetime:
     year, month = parse_period(period)
     local = datetime(year, month, day, at.hour, at.minute, tzinfo=zone(timezone))

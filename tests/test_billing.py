@@ -14,8 +14,10 @@ from csp_core.billing import (
     cutoff_at,
     first_billing_period,
     ladder,
+    next_period,
     open_period,
     owes_charge,
+    previous_period,
     remaining_ladder,
 )
 from csp_core.timezones import MEXICO_CITY
@@ -129,3 +131,9 @@ def test_step_time_is_configurable() -> None:
     policy = RenewalPolicy(step_time=time(10, 30), reminder_days=[10])
     reminders = [s for s in ladder("2026-12", policy) if s.kind is StepKind.REMINDER]
     assert [s.at for s in reminders] == [mx(2026, 12, 10, 10, 30)]
+
+
+@pytest.mark.parametrize(("period", "following"), [("2026-11", "2026-12"), ("2026-12", "2027-01")])
+def test_periods_step_across_the_year_end(period: str, following: str) -> None:
+    assert next_period(period) == following
+    assert previous_period(following) == period

@@ -1,12 +1,14 @@
 """End to end on the REAL Temporal dev server (real clock, SQLite visibility), with the worker's
 real activities against the Partner Center sandbox over HTTP, an SMTP sink and a SQLite
-registry: the three example orders as an order system submits them."""
+registry: the three example orders as an order system submits them, and a month of renewals
+as the schedule and ops start them."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -14,15 +16,19 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 from temporalio.api.sdk.v1 import WorkflowMetadata
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, ScheduleOverlapPolicy, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from api import orders as order_api
+from api import renewals as renewal_api
+from csp_core.billing import open_period, period_of, previous_period
 from csp_core.notifications.mailer import SmtpMailer
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.registry import Registry
+from csp_core.renewals import CycleResult, RenewalStatus, renewal_workflow_id
 from csp_core.secrets import SecretVault, generate_key
-from csp_core.stages import OrderStage
+from csp_core.stages import OrderStage, PaymentStatus
+from csp_core.timezones import MEXICO_CITY
 from sandbox import serve_in_background
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
@@ -201,3 +207,71 @@ async def test_three_examples_end_to_end_on_the_dev_server(
         files = sorted(db.parent.glob(f"{db.name}*"))  # the database and its WAL/shm files
         assert db in files
         assert all(secret.encode() not in path.read_bytes() for path in files), db.name
+
+
+async def visible(client: Client, query: str, count: int, patience: float = 15.0) -> list[str]:
+    """Workflow ids matching a visibility query, once there are `count` of them."""
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        found = [wf.id async for wf in client.list_workflows(query)]
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.1)
+
+
+async def test_monthly_schedule_backfill_and_payment_on_the_dev_server(dev_stack: Stack) -> None:
+    """The schedule in Mexico City time; a missed period backfilled (its cutoff is past, so its
+    charge is at risk at once); the open period run by hand; a payment turns one PAID."""
+    stack, client, settings = dev_stack, dev_stack.env.client, dev_stack.settings
+    policy = renewal_api.renewal_policy(settings)
+    bought = await asyncio.wait_for(
+        (await stack.submit(example("order-create.json"))).result(), RESULT_TIMEOUT
+    )
+    subscription_id = bought.subscription_ids[0]
+    now = datetime.now(UTC)
+    # A client of ours since three months ago: it owes the missed period too.
+    stack.registry.set_subscription_status(
+        subscription_id, "active", activated_at=now - timedelta(days=92)
+    )
+
+    assert await renewal_api.ensure_schedule(client, settings) == "created"
+    assert await renewal_api.ensure_schedule(client, settings) == "updated"
+    schedule = await client.get_schedule_handle(renewal_api.SCHEDULE_ID).describe()
+    spec = schedule.schedule.spec
+    assert spec.time_zone_name == "America/Mexico_City"
+    calendar = spec.calendars[0]
+    assert (calendar.day_of_month[0].start, calendar.hour[0].start) == (1, 8)
+    assert schedule.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
+    assert schedule.schedule.policy.catchup_window == timedelta(days=7)
+    next_run = schedule.info.next_action_times[0].astimezone(MEXICO_CITY)
+    assert (next_run.day, next_run.hour, next_run.minute) == (1, 8, 0)
+
+    missed = previous_period(period_of(now))
+    await renewal_api.backfill(client, missed, settings)
+    [cycle_id] = await visible(client, "WorkflowType='RenewalCycleWorkflow'", 1)
+    cycle = await asyncio.wait_for(
+        client.get_workflow_handle(cycle_id, result_type=CycleResult).result(), RESULT_TIMEOUT
+    )
+    assert (cycle.period, cycle.renewals_started) == (missed, 1)
+    at_risk = f"PaymentStatus='AT_RISK' AND BillingPeriod='{missed}'"
+    assert await visible(client, at_risk, 1) == [renewal_workflow_id(subscription_id, missed)]
+
+    current = open_period(now, policy)
+    handle = await renewal_api.run_period(client, current, settings)
+    assert (await asyncio.wait_for(handle.result(), RESULT_TIMEOUT)).renewals_started == 1
+    pending = f"PaymentStatus='PENDING' AND BillingPeriod='{current}'"
+    renewal_id = renewal_workflow_id(subscription_id, current)
+    assert await visible(client, pending, 1) == [renewal_id]
+
+    paid = await renewal_api.record_payment(
+        client, stack.registry, subscription_id, current, "SPEI-E2E"
+    )
+    assert paid.newly_paid and paid.workflow_signalled
+    status = await asyncio.wait_for(
+        client.get_workflow_handle(renewal_id, result_type=RenewalStatus).result(), RESULT_TIMEOUT
+    )
+    assert status.status is PaymentStatus.PAID and not status.paid_late
+    assert await visible(client, f"PaymentStatus='PAID' AND BillingPeriod='{current}'", 1) == [
+        renewal_id
+    ]
+    await client.get_schedule_handle(renewal_api.SCHEDULE_ID).delete()
