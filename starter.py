@@ -257,9 +257,11 @@ def renewals_run(
     if not result.charges_prepared:
         typer.echo(
             f"A subscription is first charged in the period it was activated in, or in the next "
-            f"one when activated on or after day {policy.cutoff_day} "
-            f"({policy.timezone}); annual billing is charged in its renewal month."
+            f"one when activated on or after day {policy.cutoff_day} 00:00 ({policy.timezone}); "
+            "annual billing is charged in its renewal month."
         )
+        if chosen != (current := open_period(datetime.now(UTC), policy)):
+            typer.echo(f"The open period is {current}: csp renewals run --period {current}")
 
 
 @renewals_app.command("backfill")
