@@ -298,11 +298,20 @@ def renewals_status(
     if not charges:
         typer.echo("no renewal charges")
         return
-    typer.echo(f"{'period':<8} {'subscription':<38} {'amount':>12} {'status':<12} due (UTC)")
+    tz = zone(get_settings().business_timezone)
+    typer.echo(
+        f"{'period':<8} {'subscription':<38} {'amount MXN':>12} {'status':<12} level "
+        f"due before ({tz.key})"
+    )
     for c in charges:
+        paid = (
+            f"  paid {c.paid_at.astimezone(tz):%Y-%m-%d %H:%M} {c.payment_reference}"
+            if c.paid_at
+            else ""
+        )
         typer.echo(
             f"{c.period:<8} {c.subscription_id:<38} {c.amount:>12} {c.status.value:<12} "
-            f"{c.due_at:%Y-%m-%d %H:%M}" + (f"  paid {c.payment_reference}" if c.paid_at else "")
+            f"{c.escalation_level:>5} {c.due_at.astimezone(tz):%Y-%m-%d %H:%M}{paid}"
         )
 
 

@@ -159,9 +159,15 @@ class RenewalActivities:
 
     @activity.defn
     async def record_charge_status(
-        self, subscription_id: str, period: str, status: PaymentStatus
+        self,
+        subscription_id: str,
+        period: str,
+        status: PaymentStatus,
+        escalation_level: int | None = None,
     ) -> None:
-        await in_thread(self.registry.set_charge_status, subscription_id, period, status)
+        await in_thread(
+            self.registry.set_charge_status, subscription_id, period, status, escalation_level
+        )
 
     # ------------------------------------------------------------------ provider
     @activity.defn

@@ -278,3 +278,46 @@ def test_bad_payment_exits_2_naming_the_option(
     assert_refused_before_starting(result, time.monotonic() - started)
     assert expected in " ".join(result.stderr.split())
     assert not (tmp_path / "registry.db").exists()  # nothing was opened, let alone written
+
+
+def test_renewals_status_lists_level_and_local_due_time(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from csp_core.registry import NewSubscription, Registry
+
+    registry = Registry.from_url(cli_env["DATABASE_URL"])
+    try:
+        registry.record_order("ABS-1", "a" * 64, "RSL-042", "contosomx.onmicrosoft.com", "create")
+        registry.record_tenant("contosomx.onmicrosoft.com", "tid", "Contoso", "RSL-042", "created")
+        line = dict(product_name="M365 BB", term="P1Y", billing_cycle="monthly", quantity=10)
+        registry.record_subscriptions(
+            "ABS-1",
+            "contosomx.onmicrosoft.com",
+            [
+                NewSubscription(
+                    subscription_id=sub,
+                    sku="CFQ7TTC0LH18:0001",
+                    unit_price=Decimal("129.00"),
+                    **line,
+                )  # fmt: skip
+                for sub in ("sub-1", "sub-2")
+            ],
+        )
+        due = datetime(2026, 12, 26, 6, 0, tzinfo=UTC)  # 26 Dec 00:00 in Mexico City
+        for sub in ("sub-1", "sub-2"):
+            registry.upsert_charge(sub, "2026-12", Decimal("1290.00"), due)
+        registry.set_charge_status("sub-1", "2026-12", "ESCALATED", 3)
+    finally:
+        registry.dispose()
+
+    result = csp(cli_env, "renewals", "status", "--status", "ESCALATED")
+
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.strip().splitlines()
+    assert "level" in header and "America/Mexico_City" in header
+    assert [row.split() for row in rows] == [
+        ["2026-12", "sub-1", "1290.00", "ESCALATED", "3", "2026-12-26", "00:00"]
+    ]

@@ -167,9 +167,9 @@ def test_migrations_apply_from_empty(engine: Engine) -> None:
     assert not TABLES & set(inspect(engine).get_table_names())
     migrate.upgrade(engine)
     assert set(inspect(engine).get_table_names()) >= TABLES
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0001"
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0002"
     migrate.upgrade(engine)  # already at head: a no-op, not an error
-    assert migrate.current_revision(engine) == "0001"
+    assert migrate.current_revision(engine) == "0002"
 
 
 def test_migration_matches_the_models(engine: Engine) -> None:
@@ -192,10 +192,36 @@ def test_downgrade_to_base_then_upgrade_again(engine: Engine) -> None:
         conn.execute(text(f"UPDATE subscriptions SET tenant_domain = '{FABRIKAM}'"))
 
 
+def test_upgrade_from_0001_keeps_recorded_charges(engine: Engine) -> None:
+    migrate.upgrade(engine, "0001")
+    reg = Registry(engine)
+    _order(reg)
+    _tenant(reg)
+    reg.record_subscriptions("ABS-1", CONTOSO, [_line("sub-1")])
+    with engine.begin() as conn:  # a charge as release 0001 wrote it (no escalation level)
+        conn.execute(
+            text(
+                "INSERT INTO renewal_charges (subscription_id, period, amount, currency, status, "
+                "due_at, created_at, updated_at) VALUES ('sub-1', '2026-03', 1290.00, 'MXN', "
+                "'REMINDED', :due, :due, :due)"
+            ),
+            {"due": DUE},
+        )
+
+    migrate.upgrade(engine)
+
+    [charge] = reg.list_charges()
+    assert (charge.period, charge.amount, charge.status) == (
+        "2026-03", Decimal("1290.00"), PaymentStatus.REMINDED
+    )  # fmt: skip
+    assert charge.escalation_level == 0
+    assert reg.set_charge_status("sub-1", "2026-03", "ESCALATED", 3).escalation_level == 3
+
+
 def test_from_url_migrates_sqlite(tmp_path: Path) -> None:
     reg = Registry.from_url(f"sqlite:///{tmp_path / 'x' / 'csp.db'}")
     try:
-        assert migrate.current_revision(reg.engine) == "0001"
+        assert migrate.current_revision(reg.engine) == "0002"
         _order(reg)
         assert reg.get_order("ABS-1") is not None
     finally:

@@ -168,6 +168,8 @@ async def test_payment_between_ladder_steps_sends_exactly_the_steps_before_it(
     assert result.status is PaymentStatus.PAID
     assert result.escalation_level == level
     assert kinds(stack, subscription_id, period) == LADDER[:steps_sent] + ["payment_received"]
+    charge = stack.registry.get_charge(subscription_id, period)  # what `renewals status` shows
+    assert (charge.status, charge.escalation_level) == (PaymentStatus.PAID, level)
 
 
 async def test_ladder_steps_fire_at_09_local_on_days_15_20_23_25_and_cutoff_at_26_midnight(

@@ -282,7 +282,7 @@ class RenewalPaymentWorkflow:
         workflow.set_current_details(self._details())
         await workflow.execute_local_activity_method(
             RenewalActivities.record_charge_status,
-            args=[self._charge.subscription_id, self._charge.period, status],
+            args=[self._charge.subscription_id, self._charge.period, status, level],
             **BOOKKEEPING,
         )
 

@@ -213,6 +213,7 @@ class ChargeRecord(_Record):
     amount: Decimal
     currency: str
     status: PaymentStatus
+    escalation_level: int = 0
     due_at: datetime
     paid_at: datetime | None
     payment_reference: str | None
@@ -763,11 +764,19 @@ class Registry:
             return [ChargeRecord.model_validate(row) for row in session.scalars(stmt)]
 
     def set_charge_status(
-        self, subscription_id: str, period: str, status: PaymentStatus | str
+        self,
+        subscription_id: str,
+        period: str,
+        status: PaymentStatus | str,
+        escalation_level: int | None = None,
     ) -> ChargeRecord:
-        """Move a charge's status. A settled (paid) charge is never moved back to an open
-        status: a late reminder step cannot undo a payment; the current record is returned."""
+        """Move a charge's status (and escalation level, when given). A settled (paid) charge
+        is never moved back to an open status: a late reminder step cannot undo a payment; the
+        current record is returned."""
         new = PaymentStatus(status)
+        values: dict[str, Any] = {"status": new.value, "updated_at": utcnow()}
+        if escalation_level is not None:
+            values["escalation_level"] = escalation_level
         condition = [
             RenewalCharge.subscription_id == subscription_id,
             RenewalCharge.period == period,
@@ -776,9 +785,7 @@ class Registry:
             condition.append(RenewalCharge.status.not_in([s.value for s in SETTLED]))
         with self._tx(write=True) as session:
             session.execute(
-                update(RenewalCharge)
-                .where(*condition)
-                .values(status=new.value, updated_at=utcnow()),
+                update(RenewalCharge).where(*condition).values(**values),
                 execution_options={"synchronize_session": False},
             )
             return ChargeRecord.model_validate(

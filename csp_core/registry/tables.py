@@ -199,6 +199,7 @@ class RenewalCharge(Base):
     amount: Mapped[Decimal]
     currency: Mapped[str] = mapped_column(String(3), default="MXN", server_default="MXN")
     status: Mapped[str] = mapped_column(String(16))
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     due_at: Mapped[datetime]
     paid_at: Mapped[datetime | None]
     payment_reference: Mapped[str | None] = mapped_column(String(128))

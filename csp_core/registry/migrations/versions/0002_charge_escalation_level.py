@@ -1,0 +1,30 @@
+"""Renewal charges keep their escalation level, so `csp renewals status` shows it.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("renewal_charges") as batch:
+        batch.add_column(
+            sa.Column("escalation_level", sa.Integer(), nullable=False, server_default="0")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("renewal_charges") as batch:
+        batch.drop_column("escalation_level")
