@@ -71,25 +71,43 @@ def _registry() -> Registry:
 
 
 @order_app.command("submit")
-def order_submit(file: Annotated[Path, typer.Argument(help="Order JSON file.")]) -> None:
-    """Validate an order and start its workflow (idempotent)."""
-    try:
-        order = parse_order(file.read_bytes())
-    except OSError as err:
-        raise _fail(f"cannot read {file}: {err.strerror}", EXIT_INVALID) from err
-    except OrderValidationError as err:
-        raise _fail(str(err), EXIT_INVALID) from err
+def order_submit(
+    files: Annotated[list[Path], typer.Argument(help="Order JSON file(s).")],
+) -> None:
+    """Validate orders and start their workflows (idempotent). Every file is validated before
+    any order is started: one bad file starts nothing."""
+    orders, problems = [], []
+    for file in files:
+        try:
+            orders.append(parse_order(file.read_bytes()))
+        except OSError as err:
+            problems.append(f"cannot read {file}: {err.strerror}")
+        except OrderValidationError as err:
+            problems.append(f"{file}: {err}" if len(files) > 1 else str(err))
+    if problems:
+        raise _fail("\n".join(problems), EXIT_INVALID)
 
-    async def submit() -> order_api.SubmitResult:
+    async def submit() -> list[order_api.SubmitResult | order_api.OrderRefused]:
         settings = get_settings()
-        return await order_api.submit_order(await connect(settings), order, settings)
+        client = await connect(settings)
+        outcomes: list[order_api.SubmitResult | order_api.OrderRefused] = []
+        for order in orders:
+            try:
+                outcomes.append(await order_api.submit_order(client, order, settings))
+            except order_api.OrderRefused as err:
+                outcomes.append(err)
+        return outcomes
 
-    try:
-        result = _run(submit())
-    except order_api.OrderRefused as err:
-        raise _fail(str(err), EXIT_REFUSED) from err
-    verb = "started" if result.created else "already submitted; same workflow"
-    typer.echo(f"{result.workflow_id}: {verb} (run {result.run_id})")
+    refused = False
+    for outcome in _run(submit()):
+        if isinstance(outcome, order_api.OrderRefused):
+            typer.secho(str(outcome), fg=typer.colors.RED, err=True)
+            refused = True
+            continue
+        verb = "started" if outcome.created else "already submitted; same workflow"
+        typer.echo(f"{outcome.workflow_id}: {verb} (run {outcome.run_id})")
+    if refused:
+        raise typer.Exit(EXIT_REFUSED)
 
 
 @order_app.command("status")

@@ -165,6 +165,25 @@ def test_invalid_json_exits_2_saying_where(tmp_path: Path, cli_env: dict[str, st
     assert "line 3 column 16" in result.stderr
 
 
+def test_one_bad_file_among_several_starts_none(
+    tmp_path: Path, cli_env: dict[str, str], sentinel: socket.socket
+) -> None:
+    good = order_file(tmp_path, name="good.json")
+    bad = order_file(tmp_path, tenant("domain_prefix", "contoso-mx"), name="bad.json")
+    cli_env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{sentinel.getsockname()[1]}"
+
+    started = time.monotonic()
+    result = csp(cli_env, "order", "submit", str(good), str(bad))
+
+    assert_refused_before_starting(result, time.monotonic() - started)
+    assert f"{bad}: invalid order" in result.stderr
+    assert "tenant.domain_prefix: must use letters and digits only" in result.stderr
+    assert str(good) not in result.stderr
+    sentinel.setblocking(False)
+    with pytest.raises(BlockingIOError):  # nobody knocked: no connection was ever attempted
+        sentinel.accept()
+
+
 def test_missing_file_exits_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
     path = tmp_path / "nowhere" / "order.json"
 
