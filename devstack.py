@@ -87,7 +87,19 @@ def services() -> list[Service]:
         "--log-level", "warn",
         *dev_server_args(),
     ]  # fmt: skip
+    codec: list[Service] = []
+    if settings.payload_encryption_keys:  # the Web UI decodes through our codec server
+        temporal += ["--ui-codec-endpoint", f"http://127.0.0.1:{settings.codec_server_port}"]
+        codec.append(
+            Service(
+                "codec-server",
+                [str(BIN / "csp"), "codec", "serve", "--port", str(settings.codec_server_port)],
+                settings.codec_server_port,
+                logs / "codec-server.log",
+            )
+        )
     return [
+        *codec,
         Service("temporal", temporal, TEMPORAL_PORT, logs / "temporal.log"),
         Service(
             "sandbox",
@@ -137,6 +149,12 @@ def banner() -> str:
             f"  SMTP sink     127.0.0.1:{SMTP_PORT}  → {DATA_DIR / 'outbox'}/",
             f"  Database      {settings.database_url}",
             f"  Worker        task queue {settings.task_queue}",
+            "  Payloads      "
+            + (
+                f"encrypted; Web UI decodes via http://127.0.0.1:{settings.codec_server_port}"
+                if settings.payload_encryption_keys
+                else "plain JSON (set PAYLOAD_ENCRYPTION_KEYS to encrypt)"
+            ),
             f"  Logs          {DATA_DIR / 'logs'}/",
             "Try:  .venv/bin/csp order submit examples/order-create.json",
             "Ctrl-C stops everything; `make run` again resumes in-flight workflows.",

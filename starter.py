@@ -35,6 +35,7 @@ from csp_core.settings import get_settings
 from csp_core.stages import PaymentStatus
 from csp_core.timezones import zone
 from temporalutil.client import TemporalUnreachable, connect
+from temporalutil.codec import PayloadKeyError
 
 app = typer.Typer(help="csp-orchestrator: Microsoft CSP orders and renewals.", no_args_is_help=True)
 order_app = typer.Typer(help="Submit and steer license orders.", no_args_is_help=True)
@@ -45,8 +46,10 @@ app.add_typer(licenses_app, name="licenses")
 app.add_typer(credentials_app, name="credentials")
 renewals_app = typer.Typer(help="Monthly renewal payments.", no_args_is_help=True)
 payment_app = typer.Typer(help="Record renewal payments.", no_args_is_help=True)
+codec_app = typer.Typer(help="Payload encryption: keys and the codec server.", no_args_is_help=True)
 app.add_typer(renewals_app, name="renewals")
 app.add_typer(payment_app, name="payment")
+app.add_typer(codec_app, name="codec")
 
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 2, 3, 4, 5
 T = TypeVar("T")
@@ -57,6 +60,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except TemporalUnreachable as err:
         raise _fail(str(err), EXIT_UNAVAILABLE) from err
+    except PayloadKeyError as err:
+        raise _fail(str(err), EXIT_INVALID) from err
     finally:
         gc.collect()  # sdk-python#300: avoid the native runtime's crash at interpreter exit
 
@@ -393,6 +398,41 @@ def payment_record(
         registry.dispose()
     state = "recorded" if result.newly_paid else "already recorded"
     typer.echo(f"payment {reference} for {subscription_id} {period}: {state}")
+
+
+@codec_app.command("new-key")
+def codec_new_key() -> None:
+    """Print a new payload encryption key (put it first in PAYLOAD_ENCRYPTION_KEYS)."""
+    from temporalutil.codec import generate_key
+
+    typer.echo(generate_key())
+
+
+@codec_app.command("serve")
+def codec_serve(
+    host: Annotated[str, typer.Option(help="Bind address (keep it local).")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Default: CODEC_SERVER_PORT.")] = None,
+) -> None:
+    """Serve /decode and /encode for the Web UI (--ui-codec-endpoint) and the temporal CLI."""
+    import uvicorn
+
+    from temporalutil.codec import EncryptionCodec, PayloadKeyError, parse_key
+    from temporalutil.codec_server import create_app
+
+    settings = get_settings()
+    try:
+        codec = EncryptionCodec(
+            [parse_key(k.get_secret_value()) for k in settings.payload_encryption_keys]
+        )
+    except PayloadKeyError as err:
+        raise _fail(str(err), EXIT_INVALID) from err
+    token = settings.codec_auth_token.get_secret_value() if settings.codec_auth_token else None
+    uvicorn.run(
+        create_app(codec, settings.codec_cors_origins, token),
+        host=host,
+        port=port or settings.codec_server_port,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     task_queue: str = TASK_QUEUE
+    # Payload encryption (temporalutil/codec.py): comma-separated keys, the first encrypts.
+    # Unset: payloads are stored as plain JSON (the local stack's default).
+    payload_encryption_keys: Annotated[list[SecretStr], NoDecode] = []
+    codec_server_port: int = 8081
+    codec_cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:8233"]
+    codec_auth_token: SecretStr | None = None  # required Authorization header, when set
 
     # Storage
     database_url: str = f"sqlite:///{DATA_DIR / 'csp.db'}"
@@ -84,6 +90,13 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: object) -> object:
         return _int_list(value)
+
+    @field_validator("payload_encryption_keys", "codec_cors_origins", mode="before")
+    @classmethod
+    def _split_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 @lru_cache

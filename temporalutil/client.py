@@ -1,9 +1,9 @@
-"""Connecting to Temporal with the project's converter."""
+"""Connecting to Temporal with the project's converter (encrypting when keys are set)."""
 
 from temporalio.client import Client
 
 from csp_core.settings import Settings
-from temporalutil.converter import DATA_CONVERTER
+from temporalutil.codec import data_converter
 
 
 class TemporalUnreachable(ConnectionError):
@@ -11,11 +11,12 @@ class TemporalUnreachable(ConnectionError):
 
 
 async def connect(settings: Settings) -> Client:
+    converter = data_converter([k.get_secret_value() for k in settings.payload_encryption_keys])
     try:
         return await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
-            data_converter=DATA_CONVERTER,
+            data_converter=converter,
         )
     except RuntimeError as err:  # the SDK's "Failed client connect: ..."
         raise TemporalUnreachable(

@@ -340,3 +340,18 @@ def test_renewals_status_lists_level_and_local_due_time(
     assert [row.split() for row in rows] == [
         ["2026-12", "sub-1", "1290.00", "ESCALATED", "3", "2026-12-26", "00:00"]
     ]
+
+
+def test_new_codec_key_is_usable_and_a_bad_one_is_named(cli_env: dict[str, str]) -> None:
+    from temporalutil.codec import parse_key
+
+    key = csp(cli_env, "codec", "new-key")
+    assert key.returncode == 0, key.stderr
+    assert len(parse_key(key.stdout.strip())) == 32
+
+    cli_env["PAYLOAD_ENCRYPTION_KEYS"] = "c2hvcnQ="
+    result = csp(cli_env, "order", "status", "ABS-1")
+
+    assert result.returncode == EXIT_INVALID, result.stderr
+    assert "PAYLOAD_ENCRYPTION_KEYS: each key must be 32 bytes (got 5)" in result.stderr
+    assert "Traceback" not in result.stderr
