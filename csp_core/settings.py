@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     # Unset: payloads are stored as plain JSON (the local stack's default).
     payload_encryption_keys: Annotated[list[SecretStr], NoDecode] = []
     codec_server_port: int = 8081
-    codec_cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:8233"]
+    codec_cors_origins: Annotated[list[str], NoDecode] = [
+        "http://localhost:8233",
+        "http://127.0.0.1:8233",
+    ]
     codec_auth_token: SecretStr | None = None  # required Authorization header, when set
 
     # Storage
