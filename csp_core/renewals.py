@@ -77,6 +77,9 @@ class CycleRequest(_Model):
     after_id: int = 0
     started: int = 0
     charges_prepared: bool = False
+    charges_owed: int | None = None  # recorded by the first run, carried to the last
+    page_size: int = 500  # charges per fan-out activity
+    pages_per_run: int = 10  # then continue-as-new, so history stays small at any volume
 
 
 class CyclePage(_Model):

@@ -316,3 +316,58 @@ async def test_payment_for_unknown_subscription_or_period_is_refused(stack: Stac
 async def test_period_start_is_local_midnight() -> None:
     assert period_start("2027-02") == datetime(2027, 2, 1, tzinfo=MEXICO_CITY)
     assert time(0, 0) == period_start("2027-02").astimezone(MEXICO_CITY).time()
+
+
+async def test_cycle_pages_and_continues_as_new_without_losing_count(stack: Stack) -> None:
+    """Seven charges, pages of two, one page per run: the cycle continues as new three times,
+    starts every renewal once, and its final result still reports what the first run recorded."""
+    from csp_core.registry import NewSubscription
+    from csp_core.renewals import CycleRequest
+    from workflows.renewal import RenewalCycleWorkflow
+
+    domain = "paginado.onmicrosoft.com"
+    stack.registry.record_order("PAGES-1", "f" * 64, "RSL-042", domain, "create", "Integradora",
+                                "compras@integradoranorte.mx")  # fmt: skip
+    stack.registry.record_tenant(domain, "tid-pages", "Paginado SA de CV", "RSL-042", "created")
+    subs = [f"sub-page-{n}" for n in range(7)]
+    stack.registry.record_subscriptions(
+        "PAGES-1",
+        domain,
+        [
+            NewSubscription(
+                subscription_id=sub,
+                sku="CFQ7TTC0LH18:0001",
+                quantity=1,
+                product_name="M365 BB",
+                term="P1M",
+                billing_cycle="monthly",
+                unit_price=Decimal("129.00"),
+            )  # fmt: skip
+            for sub in subs
+        ],
+    )
+    bought = await now(stack)
+    for sub in subs:
+        stack.registry.set_subscription_status(sub, "active", activated_at=bought)
+    period = next_period(period_of(bought))
+    stack.started.extend(renewal_workflow_id(sub, period) for sub in subs)
+    policy = renewal_api.renewal_policy(stack.settings)
+
+    handle = await stack.env.client.start_workflow(
+        RenewalCycleWorkflow.run,
+        CycleRequest(period=period, policy=policy, page_size=2, pages_per_run=1),
+        id=f"renewal-cycle-{period}-paged",
+        task_queue=stack.task_queue,
+    )
+    first_run = handle.result_run_id
+    result = await handle.result()
+
+    assert (result.charges_prepared, result.renewals_started) == (7, 7)
+    final = await handle.describe()
+    assert final.run_id != first_run  # it did continue as new
+    for sub in subs:  # each renewal exists once, for its own subscription
+        described = await stack.env.client.get_workflow_handle(
+            renewal_workflow_id(sub, period)
+        ).describe()
+        assert described.typed_search_attributes.get(sa.SUBSCRIPTION_ID) == sub
+    assert len(stack.registry.list_charges(period)) == 7

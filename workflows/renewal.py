@@ -48,8 +48,6 @@ CALL = dict(
     retry_policy=RETRY,
 )
 BOOKKEEPING = dict(start_to_close_timeout=timedelta(seconds=30))
-PAGE_SIZE = 500
-PAGES_PER_RUN = 10  # ~10 activities per run: history stays small whatever the volume
 LATE_PAYMENT_CHECK = timedelta(days=1)
 # Patch: lateness is decided by when the payment was made (registry or signal), not by whether
 # it reached the workflow before the cutoff timer. Histories before it replay the old path.
@@ -69,7 +67,7 @@ class RenewalCycleWorkflow:
     @workflow.run
     async def run(self, request: CycleRequest) -> CycleResult:
         period = request.period or self._scheduled_period(request)
-        prepared = None
+        prepared = request.charges_owed
         if not request.charges_prepared:
             workflow.set_current_details(f"Recording the renewal charges of **{period}**.")
             prepared = await workflow.execute_activity_method(
@@ -81,13 +79,13 @@ class RenewalCycleWorkflow:
                 retry_policy=RETRY,
             )
         after_id, started = request.after_id, request.started
-        for _ in range(PAGES_PER_RUN):
+        for _ in range(request.pages_per_run):
             workflow.set_current_details(
                 f"Period **{period}**: {started} renewal workflow(s) started so far."
             )
             page: CyclePage = await workflow.execute_activity_method(
                 RenewalActivities.start_renewals_page,
-                args=[period, request.policy, after_id, PAGE_SIZE],
+                args=[period, request.policy, after_id, request.page_size],
                 summary=f"Start renewals after charge {after_id}",
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=timedelta(minutes=2),
@@ -108,6 +106,7 @@ class RenewalCycleWorkflow:
                     "after_id": after_id,
                     "started": started,
                     "charges_prepared": True,
+                    "charges_owed": prepared,
                 }
             )
         )
