@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 from temporalio import activity, workflow
@@ -44,7 +45,9 @@ def _record_context(_logger: object, _name: str, event: dict) -> dict:
     return event
 
 
-def configure_logging(level: str = "INFO", json: bool = False) -> None:
+def configure_logging(
+    level: str = "INFO", json: bool = False, stream: TextIO | None = None
+) -> None:
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -54,7 +57,12 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     renderer = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Plain tracebacks: rich's would print every frame's locals (payloads, so personal
+        # data) and re-import rich inside the workflow sandbox, which refuses it.
+        else structlog.dev.ConsoleRenderer(
+            colors=(stream or sys.stderr).isatty(),
+            exception_formatter=structlog.dev.plain_traceback,
+        )
     )
     structlog.configure(
         processors=[
@@ -67,11 +75,16 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, _record_context],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # JSON lines carry the traceback as text in "exception"
+                *([structlog.processors.format_exc_info] if json else []),
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()
