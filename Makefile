@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench bench-renewals clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,15 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Benchmarks print their figures; they are not tests (pytest never collects benchmarks/).
+RENEWAL_CHARGES ?= 10000
+
 bench: install
 	$(PY) benchmarks/orders.py
+	$(PY) benchmarks/renewals.py --charges $(RENEWAL_CHARGES)
+
+bench-renewals: install
+	$(PY) benchmarks/renewals.py --charges $(RENEWAL_CHARGES)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info

@@ -1,1 +1,1 @@
-"""Benchmarks of the local stack (not tests): `make bench` runs benchmarks/orders.py."""
+"""Benchmarks of the local stack (not tests): `make bench` runs orders.py and renewals.py."""

@@ -33,31 +33,34 @@ import asyncio
 import copy
 import gc
 import json
-import multiprocessing
 import os
-import resource
-import socket
 import statistics
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-import uvicorn
 from pydantic import SecretStr
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.order import OrderActivities
 from api import orders as order_api
 from benchmarks.baseline import ACTIVITY, LOCAL_ACTIVITY, WAITING_STAGE, BareWorkflow, noop
+from benchmarks.stack import (
+    TOKEN,
+    WorkerProcess,
+    answer_driver,
+    dev_server_pid,
+    own_cpu_seconds,
+    process_cpu_seconds,
+    sandbox_server,
+    start_dev_server,
+)
 from csp_core.models import Order, parse_order
 from csp_core.notifications.mailer import SmtpMailer
 from csp_core.providers.partner_center import PartnerCenterClient
@@ -65,20 +68,15 @@ from csp_core.registry import Registry
 from csp_core.secrets import SecretVault, generate_key
 from csp_core.settings import Settings
 from csp_core.stages import OrderStage
-from sandbox.app import create_app
 from sandbox.smtp_sink import SmtpSink
 from sandbox.state import FABRIKAM_TENANT, SandboxState
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
-from temporalutil.logging import configure_logging
 from temporalutil.sandbox import workflow_runner
 from worker import create_worker
 from workflows.order import LicenseOrderWorkflow
 
-TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
 EXAMPLE = ROOT / "examples" / "order-link-invite.json"
-TOKEN = "bench-token"
-WAL_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
@@ -97,19 +95,8 @@ class WorkerConfig:
     database_url: str
 
 
-def _usage() -> dict[str, float]:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"maxrss_mib": ru.ru_maxrss / 1024, "cpu_s": ru.ru_utime + ru.ru_stime}
-
-
-def worker_process(config: WorkerConfig, conn: Connection) -> None:
-    """Entry point of the spawned worker process; answers "usage" and stops on "stop"."""
-    configure_logging("WARNING")
-    asyncio.run(_serve(config, conn))
-    gc.collect()  # sdk-python#300: avoid the native runtime's crash at interpreter exit
-
-
-async def _serve(config: WorkerConfig, conn: Connection) -> None:
+async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
+    """The worker process (benchmarks.stack.WorkerProcess): the order worker and the bare one."""
     client = await Client.connect(
         config.target, namespace=config.namespace, data_converter=DATA_CONVERTER
     )
@@ -132,64 +119,13 @@ async def _serve(config: WorkerConfig, conn: Connection) -> None:
                 max_cached_workflows=2000,
             )
             async with create_worker(client, config.order_queue, [activities]), bare:
-                conn.send(("ready", _usage()))
-                while True:
-                    try:
-                        message = await asyncio.to_thread(conn.recv)
-                    except EOFError:  # the driver went away
-                        break
-                    if message != "usage":
-                        break
-                    conn.send(("usage", _usage()))
+                await answer_driver(conn)
     finally:
         registry.dispose()
-    conn.send(("stopped", _usage()))
-
-
-class WorkerProcess:
-    """The spawned worker (spawn, not fork: the parent already runs Temporal's native runtime)."""
-
-    def __init__(self, config: WorkerConfig) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self.process = context.Process(
-            target=worker_process, args=(config, child), name="bench-worker", daemon=True
-        )
-
-    async def _receive(self, expected: str, wait_s: float) -> dict[str, float]:
-        ready = await asyncio.to_thread(self._conn.poll, wait_s)
-        if not ready:
-            raise RuntimeError(f"worker process: no {expected!r} within {wait_s:.0f}s")
-        kind, usage = self._conn.recv()
-        if kind != expected:
-            raise RuntimeError(f"worker process answered {kind!r}, expected {expected!r}")
-        return usage
-
-    async def start(self) -> dict[str, float]:
-        self.process.start()
-        return await self._receive("ready", 60)
-
-    async def usage(self) -> dict[str, float]:
-        self._conn.send("usage")
-        return await self._receive("usage", 10)
-
-    async def stop(self) -> dict[str, float] | None:
-        usage = None
-        if self.process.is_alive():
-            try:
-                self._conn.send("stop")
-                usage = await self._receive("stopped", 30)
-            except (OSError, RuntimeError):
-                pass
-        await asyncio.to_thread(self.process.join, 10)
-        if self.process.is_alive():
-            self.process.terminate()
-            await asyncio.to_thread(self.process.join, 5)
-        return usage
 
 
 # ---------------------------------------------------------------------------------------------
-# The sandbox, seeded with one client tenant per order.
+# The sandbox, seeded with one client tenant per order (see sandbox_server's `seed`).
 
 
 def seed_client_tenants(state: SandboxState, domains: list[str]) -> None:
@@ -215,65 +151,6 @@ def seed_client_tenants(state: SandboxState, domains: list[str]) -> None:
                 "companyName": f"Cliente Benchmark {number} SA de CV",
             }
             state.world["customers"][tenant_id] = customer
-
-
-@contextmanager
-def sandbox_server(domains: list[str]) -> Iterator[tuple[str, SandboxState]]:
-    """Like sandbox.serve_in_background, but keeping the app's state to seed it first."""
-    app = create_app(provisioning_delay_seconds=0.0, token=TOKEN)
-    state: SandboxState = app.state.sandbox
-    seed_client_tenants(state, domains)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the sandbox did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}", state
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Dev-server CPU, read from /proc (Linux), to split the cost between server and worker.
-
-
-def _dev_server_pid() -> int | None:
-    me = str(os.getpid())
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if fields[1] == me and b"start-dev" in cmdline:
-            return int(stat.parent.name)
-    return None
-
-
-def _own_cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _process_cpu_seconds(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,7 +242,7 @@ async def run_phase(
                 phase.completed_ids.append(handle.id)
                 phase.first_done = phase.first_done or handle
 
-    own_cpu = _own_cpu_seconds()
+    own_cpu = own_cpu_seconds()
     finder = asyncio.create_task(find_waiting())
     tasks = [asyncio.create_task(one(number)) for number in range(count)]
     try:
@@ -380,7 +257,7 @@ async def run_phase(
         finder.cancel()
         await asyncio.gather(finder, *tasks, return_exceptions=True)
     phase.wall_s = time.perf_counter() - began
-    phase.driver_cpu_s = _own_cpu_seconds() - own_cpu
+    phase.driver_cpu_s = own_cpu_seconds() - own_cpu
     if phase.timed_out:
         # Leftovers would keep loading the server and the worker during the next workload.
         running = f"TaskQueue='{task_queue}' AND ExecutionStatus='Running'"
@@ -430,22 +307,18 @@ async def benchmark(args: argparse.Namespace) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="csp-bench-") as tmp,
         SmtpSink(outbox=Path(tmp) / "outbox", port=0) as sink,
-        sandbox_server(domains) as (sandbox_url, sandbox_state),
+        sandbox_server(lambda state: seed_client_tenants(state, domains)) as (
+            sandbox_url,
+            sandbox_state,
+        ),
     ):
         database_url = f"sqlite:///{Path(tmp) / 'registry.db'}"
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(TEMPORAL_CLI),
-            dev_server_database_filename=str(Path(tmp) / "temporal.db"),
-            dev_server_extra_args=WAL_PRAGMAS,
-            dev_server_log_level="error",
-            search_attributes=sa.ALL,
-            data_converter=DATA_CONVERTER,
-        )
-        async with env:
+        async with await start_dev_server(Path(tmp)) as env:
             client = env.client
-            server_pid = _dev_server_pid()
+            server_pid = dev_server_pid()
             settings = Settings(_env_file=None, task_queue=order_queue)  # type: ignore[call-arg]
             worker = WorkerProcess(
+                serve_worker,
                 WorkerConfig(
                     target=client.service_client.config.target_host,
                     namespace=client.namespace,
@@ -454,7 +327,7 @@ async def benchmark(args: argparse.Namespace) -> int:
                     sandbox_url=sandbox_url,
                     smtp_port=sink.port,
                     database_url=database_url,
-                )
+                ),
             )
             pacing: dict[str, Any] = dict(
                 concurrency=args.concurrency,
@@ -481,9 +354,9 @@ async def benchmark(args: argparse.Namespace) -> int:
                     """A workload's figures plus the CPU the worker and the server spent on it."""
                     nonlocal usage
                     print(f"running {args.orders} {name} ({mode})...", flush=True)
-                    server_before = _process_cpu_seconds(server_pid)
+                    server_before = process_cpu_seconds(server_pid)
                     done = await phase
-                    server_after = _process_cpu_seconds(server_pid)
+                    server_after = process_cpu_seconds(server_pid)
                     now = await worker.usage()
                     done.worker_cpu_s, usage = now["cpu_s"] - usage["cpu_s"], now
                     if server_before is not None and server_after is not None:
