@@ -52,6 +52,9 @@ LATE_PAYMENT_CHECK = timedelta(days=1)
 # Patch: lateness is decided by when the payment was made (registry or signal), not by whether
 # it reached the workflow before the cutoff timer. Histories before it replay the old path.
 PAYMENT_TIME_DECIDES = "payment-time-decides-lateness"
+# Patch: a step that leaves status and level as they are writes nothing (the opening PENDING
+# was written by the cycle), two local activities fewer per renewal.
+SKIP_UNCHANGED_STATUS = "skip-unchanged-status-writes"
 
 _STATUS_OF_STEP = {
     StepKind.NOTICE: PaymentStatus.PENDING,
@@ -274,7 +277,11 @@ class RenewalPaymentWorkflow:
         )
 
     async def _set(self, status: PaymentStatus, level: int, detail: str) -> None:
+        unchanged = (status, level) == (self._status, self._level)
         self._status, self._level, self._detail = status, level, detail
+        if unchanged and workflow.patched(SKIP_UNCHANGED_STATUS):
+            workflow.set_current_details(self._details())
+            return
         workflow.upsert_search_attributes(
             [sa.PAYMENT_STATUS.value_set(status.value), sa.ESCALATION_LEVEL.value_set(level)]
         )
