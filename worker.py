@@ -23,6 +23,7 @@ from activities.renewal import RenewalActivities
 from csp_core.notifications.mailer import SmtpMailer
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.registry import Registry
+from csp_core.renewals import renewal_cycle_queue
 from csp_core.secrets import SecretVault
 from csp_core.settings import Settings, get_settings
 from temporalutil.client import connect
@@ -47,18 +48,53 @@ def activities_of(*instances: object) -> list:
     return found
 
 
-def create_worker(client: Client, task_queue: str, activity_instances: Sequence[object]) -> Worker:
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=list(WORKFLOWS),
-        activities=activities_of(*activity_instances),
-        workflow_runner=workflow_runner(),
-        # Bad payloads fail the workflow cleanly instead of retrying its task forever.
-        workflow_failure_exception_types=[pydantic.ValidationError],
-        graceful_shutdown_timeout=timedelta(seconds=15),
-        max_cached_workflows=2000,
-    )
+class Workers:
+    """The main task queue and the renewal cycle's queue, served by one process."""
+
+    def __init__(self, client: Client, task_queue: str, activities: list) -> None:
+        common = dict(
+            activities=activities,
+            workflow_runner=workflow_runner(),
+            # Bad payloads fail the workflow cleanly instead of retrying its task forever.
+            workflow_failure_exception_types=[pydantic.ValidationError],
+            graceful_shutdown_timeout=timedelta(seconds=15),
+        )
+        self.workers = [
+            # Every workflow type, the cycle too: cycles started before it had its own queue.
+            Worker(
+                client,
+                task_queue=task_queue,
+                workflows=list(WORKFLOWS),
+                max_cached_workflows=2000,
+                **common,
+            ),
+            Worker(
+                client,
+                task_queue=renewal_cycle_queue(task_queue),
+                workflows=[RenewalCycleWorkflow],
+                max_cached_workflows=50,
+                **common,
+            ),
+        ]
+
+    async def run(self) -> None:
+        await asyncio.gather(*(worker.run() for worker in self.workers))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(worker.shutdown() for worker in self.workers))
+
+    async def __aenter__(self) -> Workers:
+        for worker in self.workers:
+            await worker.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for worker in reversed(self.workers):
+            await worker.__aexit__(*exc)
+
+
+def create_worker(client: Client, task_queue: str, activity_instances: Sequence[object]) -> Workers:
+    return Workers(client, task_queue, activities_of(*activity_instances))
 
 
 async def build_activities(
@@ -105,6 +141,7 @@ async def run_worker(settings: Settings) -> None:
         log.info(
             "worker_started",
             task_queue=settings.task_queue,
+            cycle_task_queue=renewal_cycle_queue(settings.task_queue),
             temporal=settings.temporal_address,
             namespace=settings.temporal_namespace,
             provider=settings.provider.value,

@@ -27,7 +27,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from csp_core.billing import RenewalPolicy, parse_period, period_start
 from csp_core.registry import ChargeRecord, Registry
-from csp_core.renewals import CycleRequest, CycleResult, renewal_workflow_id
+from csp_core.renewals import (
+    CycleRequest,
+    CycleResult,
+    renewal_cycle_queue,
+    renewal_workflow_id,
+)
 from csp_core.settings import Settings
 from workflows.renewal import RenewalCycleWorkflow, RenewalPaymentWorkflow
 
@@ -52,7 +57,7 @@ def monthly_schedule(settings: Settings) -> Schedule:
             RenewalCycleWorkflow.run,
             CycleRequest(policy=renewal_policy(settings)),
             id="renewal-cycle",
-            task_queue=settings.task_queue,
+            task_queue=renewal_cycle_queue(settings.task_queue),
             static_summary="Monthly renewal cycle: chase every pending renewal payment",
         ),
         spec=ScheduleSpec(
@@ -113,7 +118,7 @@ async def run_period(client: Client, period: str, settings: Settings) -> Workflo
         RenewalCycleWorkflow.run,
         CycleRequest(period=period, policy=renewal_policy(settings)),
         id=f"renewal-cycle-{period}",
-        task_queue=settings.task_queue,
+        task_queue=renewal_cycle_queue(settings.task_queue),
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         static_summary=f"Renewal cycle {period} (started by hand)",

@@ -19,6 +19,12 @@ def renewal_workflow_id(subscription_id: str, period: str) -> str:
     return f"renewal-{subscription_id}-{period}"
 
 
+def renewal_cycle_queue(task_queue: str) -> str:
+    """The renewal cycle's own task queue: its fan-out must not wait behind the thousands of
+    payment workflows it has just started on the main queue."""
+    return f"{task_queue}-renewal-cycle"
+
+
 class RenewalCharge(_Model):
     """One pending renewal payment and who it concerns."""
 

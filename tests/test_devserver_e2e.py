@@ -25,7 +25,12 @@ from csp_core.billing import open_period, period_of, previous_period
 from csp_core.notifications.mailer import SmtpMailer
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.registry import Registry
-from csp_core.renewals import CycleResult, RenewalStatus, renewal_workflow_id
+from csp_core.renewals import (
+    CycleResult,
+    RenewalStatus,
+    renewal_cycle_queue,
+    renewal_workflow_id,
+)
 from csp_core.secrets import SecretVault, generate_key
 from csp_core.stages import OrderStage, PaymentStatus
 from csp_core.timezones import MEXICO_CITY
@@ -253,6 +258,8 @@ async def test_monthly_schedule_backfill_and_payment_on_the_dev_server(dev_stack
         client.get_workflow_handle(cycle_id, result_type=CycleResult).result(), RESULT_TIMEOUT
     )
     assert (cycle.period, cycle.renewals_started) == (missed, 1)
+    described = await client.get_workflow_handle(cycle_id).describe()
+    assert described.task_queue == renewal_cycle_queue(settings.task_queue)  # its own queue
     at_risk = f"PaymentStatus='AT_RISK' AND BillingPeriod='{missed}'"
     assert await visible(client, at_risk, 1) == [renewal_workflow_id(subscription_id, missed)]
 
