@@ -749,8 +749,8 @@ def report(args: argparse.Namespace, f: Figures) -> None:
     row("cycle start → worker idle", "", f.quiet_s, None, f.renewal_cpu)
     print(
         f"fan-out: {_f(f.pages_running_s)}s of {_f(f.fanout_s)}s running pages, the rest waiting "
-        f"for the task queue (longest wait {_f(f.longest_wait_s)}s), which it shares with the "
-        "payment workflows it starts"
+        f"for its task queue (longest wait {_f(f.longest_wait_s)}s; the cycle has its own queue, "
+        "the payment workflows it starts run on the main one)"
     )
     print(
         f"renewal/bare start rate: {_f(ratio, '.2f')}x (start → all started), "
