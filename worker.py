@@ -20,8 +20,9 @@ from temporalio.worker import Worker
 
 from activities.order import OrderActivities
 from activities.renewal import RenewalActivities
-from csp_core.notifications.mailer import SmtpMailer
+from csp_core.notifications.mailer import Mailer, SmtpMailer
 from csp_core.providers.partner_center import PartnerCenterClient
+from csp_core.providers.port import Provider
 from csp_core.registry import Registry
 from csp_core.renewals import renewal_cycle_queue
 from csp_core.secrets import SecretVault
@@ -108,24 +109,46 @@ async def build_activities(
         timeout=settings.provider_timeout_seconds,
     )
     await stack.enter_async_context(provider)
-    vault = SecretVault.from_settings(settings)
-    mailer = SmtpMailer.from_settings(settings)
+    return wire_activities(
+        provider=provider,
+        registry=registry,
+        vault=SecretVault.from_settings(settings),
+        mailer=SmtpMailer.from_settings(settings),
+        client=client,
+        task_queue=settings.task_queue,
+        ops_email=settings.ops_email,
+        business_timezone=settings.business_timezone,
+    )
+
+
+def wire_activities(
+    *,
+    provider: Provider,
+    registry: Registry,
+    vault: SecretVault,
+    mailer: Mailer,
+    client: Client,
+    task_queue: str,
+    ops_email: str,
+    business_timezone: str = "America/Mexico_City",
+) -> list[object]:
+    """Every activity class, holding its injected clients (tests and benchmarks pass theirs)."""
     return [
         OrderActivities(
             provider=provider,
             registry=registry,
             vault=vault,
             mailer=mailer,
-            ops_email=settings.ops_email,
-            business_timezone=settings.business_timezone,
+            ops_email=ops_email,
+            business_timezone=business_timezone,
         ),
         RenewalActivities(
             registry=registry,
             provider=provider,
             mailer=mailer,
             client=client,
-            task_queue=settings.task_queue,
-            ops_email=settings.ops_email,
+            task_queue=task_queue,
+            ops_email=ops_email,
         ),
     ]
 

@@ -61,8 +61,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.order import OrderActivities
-from activities.renewal import START_CONCURRENCY, RenewalActivities
+from activities.renewal import START_CONCURRENCY
 from api.renewals import run_period
 from benchmarks.baseline import BareWorkflow, noop
 from benchmarks.stack import (
@@ -88,7 +87,7 @@ from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
 from temporalutil.sandbox import workflow_runner
-from worker import create_worker
+from worker import create_worker, wire_activities
 
 SUBSCRIPTIONS_PER_TENANT = 10
 OPS_EMAIL = "ops@bench.example.mx"
@@ -129,24 +128,15 @@ async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
     registry = await asyncio.to_thread(Registry.from_url, config.database_url)
     try:
         async with PartnerCenterClient(config.sandbox_url, SecretStr(TOKEN), timeout=30) as pc:
-            mailer = SmtpMailer("127.0.0.1", config.smtp_port, "licencias@bench.example.mx")
-            activities = [
-                OrderActivities(
-                    provider=pc,
-                    registry=registry,
-                    vault=SecretVault(generate_key()),
-                    mailer=mailer,
-                    ops_email=OPS_EMAIL,
-                ),
-                RenewalActivities(
-                    registry=registry,
-                    provider=pc,
-                    mailer=mailer,
-                    client=client,
-                    task_queue=config.task_queue,
-                    ops_email=OPS_EMAIL,
-                ),
-            ]
+            activities = wire_activities(
+                provider=pc,
+                registry=registry,
+                vault=SecretVault(generate_key()),
+                mailer=SmtpMailer("127.0.0.1", config.smtp_port, "licencias@bench.example.mx"),
+                client=client,
+                task_queue=config.task_queue,
+                ops_email=OPS_EMAIL,
+            )
             bare = Worker(
                 client,
                 task_queue=config.bare_queue,

@@ -4,26 +4,21 @@ HTTP, an SMTP sink and a SQLite registry. Workers run the real activities agains
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
-from csp_core.notifications.mailer import SmtpMailer
-from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.registry import Registry
-from csp_core.secrets import SecretVault, generate_key
 from sandbox import serve_in_background
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running_stack
 
 SANDBOX_TOKEN = "test-token"
 TEST_SERVER = shutil.which("temporal-test-server") or str(
@@ -83,23 +78,18 @@ def registry(registry_path: Path) -> Iterator[Registry]:
 async def stack(
     ts_env: WorkflowEnvironment,
     sandbox: httpx.Client,
-    sandbox_url: str,
     smtp_sink: SmtpSink,
     registry: Registry,
     registry_path: Path,
 ) -> AsyncIterator[Stack]:
     """A worker on its own task queue, wired to the real sandbox, sink and registry."""
-    async with PartnerCenterClient(sandbox_url, SecretStr(SANDBOX_TOKEN), timeout=10) as provider:
-        stack = Stack(
-            env=ts_env,
-            task_queue=f"test-{uuid.uuid4()}",
-            provider=provider,
-            registry=registry,
-            vault=SecretVault(generate_key()),
-            mailer=SmtpMailer("127.0.0.1", smtp_sink.port, "licencias@test.example.mx"),
-            sink=smtp_sink,
-            sandbox=sandbox,
-            registry_path=registry_path,
-        )
-        async with stack.worker():
-            yield stack
+    async with running_stack(
+        ts_env,
+        sandbox=sandbox,
+        sandbox_token=SANDBOX_TOKEN,
+        sink=smtp_sink,
+        registry=registry,
+        registry_path=registry_path,
+        queue_prefix="test",
+    ) as stack:
+        yield stack

@@ -6,7 +6,6 @@ as the schedule and ops start them."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, ScheduleOverlapPolicy, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -22,8 +20,6 @@ from temporalio.testing import WorkflowEnvironment
 from api import orders as order_api
 from api import renewals as renewal_api
 from csp_core.billing import open_period, period_of, previous_period
-from csp_core.notifications.mailer import SmtpMailer
-from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.registry import Registry
 from csp_core.renewals import (
     CycleResult,
@@ -31,14 +27,13 @@ from csp_core.renewals import (
     renewal_cycle_queue,
     renewal_workflow_id,
 )
-from csp_core.secrets import SecretVault, generate_key
 from csp_core.stages import OrderStage, PaymentStatus
 from csp_core.timezones import MEXICO_CITY
 from sandbox import serve_in_background
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
-from tests.support.stack import Stack, example
+from tests.support.stack import Stack, example, running_stack
 from workflows.order import LicenseOrderWorkflow
 
 pytestmark = [pytest.mark.devserver, pytest.mark.asyncio(loop_scope="session")]
@@ -96,28 +91,21 @@ def delayed_sandbox(delayed_sandbox_url: str) -> Iterator[httpx.Client]:
 async def dev_stack(
     dev_env: WorkflowEnvironment,
     delayed_sandbox: httpx.Client,
-    delayed_sandbox_url: str,
     smtp_sink: SmtpSink,
     registry: Registry,
     registry_path: Path,
 ) -> AsyncIterator[Stack]:
     """A worker with the real activities on its own task queue (tests/support/stack.py)."""
-    async with PartnerCenterClient(
-        delayed_sandbox_url, SecretStr(SANDBOX_TOKEN), timeout=10
-    ) as provider:
-        stack = Stack(
-            env=dev_env,
-            task_queue=f"devserver-{uuid.uuid4()}",
-            provider=provider,
-            registry=registry,
-            vault=SecretVault(generate_key()),
-            mailer=SmtpMailer("127.0.0.1", smtp_sink.port, "licencias@test.example.mx"),
-            sink=smtp_sink,
-            sandbox=delayed_sandbox,
-            registry_path=registry_path,
-        )
-        async with stack.worker():
-            yield stack
+    async with running_stack(
+        dev_env,
+        sandbox=delayed_sandbox,
+        sandbox_token=SANDBOX_TOKEN,
+        sink=smtp_sink,
+        registry=registry,
+        registry_path=registry_path,
+        queue_prefix="devserver",
+    ) as stack:
+        yield stack
 
 
 async def waiting_for_acceptance(

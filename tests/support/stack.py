@@ -13,20 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from activities.order import OrderActivities
-from activities.renewal import RenewalActivities
 from api import orders as order_api
 from csp_core.models import Order, parse_order
-from csp_core.notifications.mailer import Mailer
+from csp_core.notifications.mailer import Mailer, SmtpMailer
+from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.providers.port import Provider
 from csp_core.registry import Registry
-from csp_core.secrets import SecretVault
+from csp_core.secrets import SecretVault, generate_key
 from csp_core.settings import Settings
 from sandbox.smtp_sink import SmtpSink
-from worker import create_worker
+from worker import create_worker, wire_activities
 from workflows.order import LicenseOrderWorkflow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -99,23 +99,15 @@ class Stack:
                 await handle.terminate("test finished")
 
     def activities(self) -> list[object]:
-        return [
-            OrderActivities(
-                provider=self.provider,
-                registry=self.registry,
-                vault=self.vault,
-                mailer=self.mailer,
-                ops_email=OPS_EMAIL,
-            ),
-            RenewalActivities(
-                registry=self.registry,
-                provider=self.provider,
-                mailer=self.mailer,
-                client=self.env.client,
-                task_queue=self.task_queue,
-                ops_email=OPS_EMAIL,
-            ),
-        ]
+        return wire_activities(
+            provider=self.provider,
+            registry=self.registry,
+            vault=self.vault,
+            mailer=self.mailer,
+            client=self.env.client,
+            task_queue=self.task_queue,
+            ops_email=OPS_EMAIL,
+        )
 
     @asynccontextmanager
     async def worker(self) -> AsyncIterator[None]:
@@ -138,3 +130,33 @@ class Stack:
 
     def mail_kinds(self, order_id: str) -> list[str]:
         return [str(m["X-CSP-Kind"]) for m in self.mails(order_id)]
+
+
+@asynccontextmanager
+async def running_stack(
+    env: WorkflowEnvironment,
+    *,
+    sandbox: httpx.Client,
+    sandbox_token: str,
+    sink: SmtpSink,
+    registry: Registry,
+    registry_path: Path,
+    queue_prefix: str,
+) -> AsyncIterator[Stack]:
+    """A worker with the real activities on its own task queue, wired to the sandbox over
+    HTTP (at the control client's base URL), the SMTP sink and the registry."""
+    base_url = str(sandbox.base_url).rstrip("/")
+    async with PartnerCenterClient(base_url, SecretStr(sandbox_token), timeout=10) as provider:
+        stack = Stack(
+            env=env,
+            task_queue=f"{queue_prefix}-{uuid.uuid4()}",
+            provider=provider,
+            registry=registry,
+            vault=SecretVault(generate_key()),
+            mailer=SmtpMailer("127.0.0.1", sink.port, "licencias@test.example.mx"),
+            sink=sink,
+            sandbox=sandbox,
+            registry_path=registry_path,
+        )
+        async with stack.worker():
+            yield stack
