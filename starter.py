@@ -261,7 +261,8 @@ def renewals_run(
     """Start (or join) the renewal cycle of one period. Safe to repeat."""
     settings = get_settings()
     policy = renewal_api.renewal_policy(settings)
-    chosen = period or open_period(datetime.now(UTC), policy)
+    current = open_period(datetime.now(UTC), policy)
+    chosen = period or current
 
     async def start() -> CycleResult | str:
         handle = await renewal_api.run_period(await connect(settings), chosen, settings)
@@ -283,7 +284,7 @@ def renewals_run(
             f"one when activated on or after day {policy.cutoff_day} 00:00 ({policy.timezone}); "
             "annual billing is charged in its renewal month."
         )
-        if chosen != (current := open_period(datetime.now(UTC), policy)):
+        if chosen != current:
             typer.echo(f"The open period is {current}: csp renewals run --period {current}")
 
 
@@ -416,14 +417,12 @@ def codec_serve(
     """Serve /decode and /encode for the Web UI (--ui-codec-endpoint) and the temporal CLI."""
     import uvicorn
 
-    from temporalutil.codec import EncryptionCodec, PayloadKeyError, parse_key
+    from temporalutil.codec import codec_from_keys
     from temporalutil.codec_server import create_app
 
     settings = get_settings()
     try:
-        codec = EncryptionCodec(
-            [parse_key(k.get_secret_value()) for k in settings.payload_encryption_keys]
-        )
+        codec = codec_from_keys([k.get_secret_value() for k in settings.payload_encryption_keys])
     except PayloadKeyError as err:
         raise _fail(str(err), EXIT_INVALID) from err
     token = settings.codec_auth_token.get_secret_value() if settings.codec_auth_token else None

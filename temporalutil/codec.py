@@ -94,9 +94,13 @@ class EncryptionCodec(PayloadCodec):
         return Payload.FromString(plain)
 
 
+def codec_from_keys(keys: Sequence[str]) -> EncryptionCodec:
+    """The codec for PAYLOAD_ENCRYPTION_KEYS as configured (text keys, first encrypts)."""
+    return EncryptionCodec([parse_key(k) for k in keys])
+
+
 def data_converter(keys: Sequence[str]) -> DataConverter:
     """The project's converter, encrypting when keys are configured."""
     if not keys:
         return DATA_CONVERTER
-    codec = EncryptionCodec([parse_key(k) for k in keys])
-    return dataclasses.replace(DATA_CONVERTER, payload_codec=codec)
+    return dataclasses.replace(DATA_CONVERTER, payload_codec=codec_from_keys(keys))
