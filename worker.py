@@ -53,6 +53,7 @@ class Workers:
     """The main task queue and the renewal cycle's queue, served by one process."""
 
     def __init__(self, client: Client, task_queue: str, activities: list) -> None:
+        self._running = AsyncExitStack()
         common = dict(
             activities=activities,
             workflow_runner=workflow_runner(),
@@ -85,13 +86,15 @@ class Workers:
         await asyncio.gather(*(worker.shutdown() for worker in self.workers))
 
     async def __aenter__(self) -> Workers:
-        for worker in self.workers:
-            await worker.__aenter__()
+        # If the second worker cannot start, the first one is stopped again.
+        async with AsyncExitStack() as stack:
+            for worker in self.workers:
+                await stack.enter_async_context(worker)
+            self._running = stack.pop_all()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for worker in reversed(self.workers):
-            await worker.__aexit__(*exc)
+        await self._running.__aexit__(*exc)
 
 
 def create_worker(client: Client, task_queue: str, activity_instances: Sequence[object]) -> Workers:
