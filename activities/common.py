@@ -19,6 +19,9 @@ from csp_core.registry import Registry
 P = ParamSpec("P")
 T = TypeVar("T")
 
+# Activity error types the workflows react to (ApplicationError.type).
+NOTICE_UNDELIVERABLE = "NoticeUndeliverable"  # the mail server refused the notice for good
+
 _REQUEST_NAMESPACE = uuid.UUID("5f1f7a52-3c1d-4b8e-9a56-0c5b3f3e9d21")
 
 

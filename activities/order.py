@@ -254,11 +254,8 @@ class OrderActivities:
 
     async def _render(self, notice: OrderNotice) -> messages.Email:
         order = notice.order
-        key = f"order-{order.order_id}:{notice.kind.value}"
-        if notice.reminder_number is not None:
-            key += f":{notice.reminder_number}"
         common = dict(
-            key=key,
+            key=notice.key,
             tz=zone(self.business_timezone),
             order_id=order.order_id,
             reseller_name=order.reseller.name,

@@ -75,6 +75,14 @@ class OrderNotice(_Model):
     reason: str | None = None
     tenant_created: bool = False
 
+    @property
+    def key(self) -> str:
+        """The notice's idempotency key in the e-mail ledger (and its Message-ID's seed)."""
+        key = f"order-{self.order.order_id}:{self.kind.value}"
+        if self.reminder_number is not None:
+            key += f":{self.reminder_number}"
+        return key
+
 
 class OrderStatus(_Model):
     """What the `status` query returns."""

@@ -44,3 +44,8 @@ class AcceptancePolicy(BaseModel):
 def change_window_end(purchased_or_renewed_at: datetime) -> datetime:
     """When seat decreases and cancellation stop being allowed (NCE 168-hour rule)."""
     return purchased_or_renewed_at + NCE_CHANGE_WINDOW
+
+
+# E-mail never holds business state: a notice that cannot be delivered (SMTP outage) is retried
+# in the background for this long, then flagged to ops as undeliverable.
+NOTICE_RETRY_HORIZON = timedelta(days=3)

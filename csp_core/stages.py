@@ -38,3 +38,14 @@ class PaymentStatus(StrEnum):
     AT_RISK = "AT_RISK"
     SUSPENDED = "SUSPENDED"
     REACTIVATED = "REACTIVATED"
+
+
+class OpsAttention(StrEnum):
+    """Why a workflow needs a person: values of the `OpsAttention` search attribute (a keyword
+    list), so `OpsAttention = 'NOTICE_UNDELIVERABLE'` lists every workflow with that problem."""
+
+    NOTICE_UNDELIVERABLE = "NOTICE_UNDELIVERABLE"  # an e-mail could not be delivered
+    PROVISIONING_SLOW = "PROVISIONING_SLOW"  # placed, not provisioned within the horizon
+    CREDENTIALS_UNRECORDED = "CREDENTIALS_UNRECORDED"  # tenant created, registry not reachable
+    REACTIVATION_FAILED = "REACTIVATION_FAILED"  # paid but still suspended at the provider
+    CHARGE_FAILED = "CHARGE_FAILED"  # a renewal charge could not be prepared or started

@@ -18,6 +18,9 @@ PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
 ESCALATION_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
 PAYMENT_DUE_AT = SearchAttributeKey.for_datetime("PaymentDueAt")
 
+# Any workflow: what needs a person (csp_core.stages.OpsAttention values); unset when nothing.
+OPS_ATTENTION = SearchAttributeKey.for_keyword_list("OpsAttention")
+
 ALL = [
     ORDER_ID,
     RESELLER_ID,
@@ -30,12 +33,14 @@ ALL = [
     PAYMENT_STATUS,
     ESCALATION_LEVEL,
     PAYMENT_DUE_AT,
+    OPS_ATTENTION,
 ]
 
 _CLI_TYPES = {
     "KEYWORD": "Keyword",
     "INT": "Int",
     "DATETIME": "Datetime",
+    "KEYWORD_LIST": "KeywordList",
 }
 
 
