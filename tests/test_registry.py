@@ -167,9 +167,9 @@ def test_migrations_apply_from_empty(engine: Engine) -> None:
     assert not TABLES & set(inspect(engine).get_table_names())
     migrate.upgrade(engine)
     assert set(inspect(engine).get_table_names()) >= TABLES
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0002"
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0005"
     migrate.upgrade(engine)  # already at head: a no-op, not an error
-    assert migrate.current_revision(engine) == "0002"
+    assert migrate.current_revision(engine) == "0005"
 
 
 def test_migration_matches_the_models(engine: Engine) -> None:
@@ -196,9 +196,16 @@ def test_upgrade_from_0001_keeps_recorded_charges(engine: Engine) -> None:
     migrate.upgrade(engine, "0001")
     reg = Registry(engine)
     _order(reg)
-    _tenant(reg)
+    with engine.begin() as conn:  # a tenant and a charge as release 0001 wrote them
+        conn.execute(
+            text(
+                "INSERT INTO tenants (domain, tenant_id, company_name, reseller_id, origin, "
+                "created_at) VALUES (:domain, 'tid-contoso', 'Contoso', 'RSL-042', 'created', :at)"
+            ),
+            {"domain": CONTOSO, "at": DUE},
+        )
     reg.record_subscriptions("ABS-1", CONTOSO, [_line("sub-1")])
-    with engine.begin() as conn:  # a charge as release 0001 wrote it (no escalation level)
+    with engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO renewal_charges (subscription_id, period, amount, currency, status, "
@@ -216,12 +223,14 @@ def test_upgrade_from_0001_keeps_recorded_charges(engine: Engine) -> None:
     )  # fmt: skip
     assert charge.escalation_level == 0
     assert reg.set_charge_status("sub-1", "2026-03", "ESCALATED", 3).escalation_level == 3
+    # 0005: the tenant belongs to the reseller that recorded it.
+    assert reg.tenant_resellers(CONTOSO) == {"RSL-042"}
 
 
 def test_from_url_migrates_sqlite(tmp_path: Path) -> None:
     reg = Registry.from_url(f"sqlite:///{tmp_path / 'x' / 'csp.db'}")
     try:
-        assert migrate.current_revision(reg.engine) == "0002"
+        assert migrate.current_revision(reg.engine) == migrate.head_revision()
         _order(reg)
         assert reg.get_order("ABS-1") is not None
     finally:
@@ -280,6 +289,23 @@ def test_tenant_is_idempotent_and_conflicts_are_refused(registry: Registry) -> N
     assert registry.get_tenant(FABRIKAM) is None
     with pytest.raises(ValueError, match="onmicrosoft"):
         registry.record_tenant("contoso.com", "tid-3", "Contoso", "RSL", "linked")
+
+
+def test_a_tenant_belongs_to_the_resellers_whose_client_accepted_them(
+    registry: Registry,
+) -> None:
+    registry.record_tenant(CONTOSO, "tid-1", "Contoso", "RSL-042", "created")
+    assert registry.tenant_resellers(CONTOSO) == {"RSL-042"}
+
+    registry.add_tenant_reseller(CONTOSO, "RSL-077")
+    registry.add_tenant_reseller(CONTOSO, "RSL-077")  # idempotent
+    # Recording the same tenant again (another order) keeps its owners.
+    registry.record_tenant(CONTOSO, "tid-1", "Contoso", "RSL-042", "created")
+
+    assert registry.tenant_resellers(CONTOSO) == {"RSL-042", "RSL-077"}
+    assert registry.tenant_resellers(FABRIKAM) == set()
+    with pytest.raises(UnknownTenant):
+        registry.add_tenant_reseller(FABRIKAM, "RSL-077")
 
 
 def test_a_tenant_holds_many_licenses(registry: Registry) -> None:

@@ -46,6 +46,7 @@ from csp_core.registry.tables import (
     RenewalCharge,
     Subscription,
     Tenant,
+    TenantReseller,
     as_utc,
     utcnow,
 )
@@ -402,6 +403,8 @@ class Registry:
         with self._tx(write=True) as session:
             session.execute(stmt)
             tenant = session.get(Tenant, domain)
+            if tenant is not None and tenant.tenant_id == tenant_id:
+                self._add_owner(session, domain, tenant.reseller_id, tenant.origin)
             if tenant is None:
                 other = session.scalars(select(Tenant).where(Tenant.tenant_id == tenant_id)).one()
                 raise TenantConflict(
@@ -414,6 +417,31 @@ class Registry:
                     f"refusing to bind it to {tenant_id}"
                 )
             return TenantRecord.model_validate(tenant)
+
+    def _add_owner(self, session: Session, domain: str, reseller_id: str, via: str) -> None:
+        session.execute(
+            self._insert(TenantReseller)
+            .values(domain=domain, reseller_id=reseller_id, via=via, since=utcnow())
+            .on_conflict_do_nothing(index_elements=["domain", "reseller_id"])
+        )
+
+    def add_tenant_reseller(self, domain: str, reseller_id: str, via: str = "accepted") -> None:
+        """The reseller's client accepted them as partner on this tenant (idempotent)."""
+        domain = normalize_domain(domain)
+        with self._tx(write=True) as session:
+            if session.get(Tenant, domain) is None:
+                raise UnknownTenant(f"tenant {domain} is not recorded")
+            self._add_owner(session, domain, reseller_id, via)
+
+    def tenant_resellers(self, domain: str) -> set[str]:
+        """The resellers that may transact on the tenant."""
+        with self._tx() as session:
+            rows = session.scalars(
+                select(TenantReseller.reseller_id).where(
+                    TenantReseller.domain == domain.strip().lower()
+                )
+            )
+            return set(rows)
 
     def get_tenant(self, domain: str) -> TenantRecord | None:
         with self._tx() as session:
@@ -557,7 +585,14 @@ class Registry:
         vault: SecretVault,
     ) -> str:
         """Store the admin credentials encrypted; returns their reference. The first store wins."""
-        ciphertext = vault.encrypt(admin_password)
+        return self.store_sealed_credentials(
+            order_id, domain, admin_username, vault.encrypt(admin_password)
+        )
+
+    def store_sealed_credentials(
+        self, order_id: str, domain: str, admin_username: str, ciphertext: str
+    ) -> str:
+        """Store credentials already sealed by the vault (a Fernet token); the first store wins."""
         stmt = (
             self._insert(Credentials)
             .values(

@@ -113,6 +113,20 @@ class Tenant(Base):
     created_at: Mapped[datetime]
 
 
+class TenantReseller(Base):
+    """The resellers a tenant belongs to: the one whose order created or linked it, and every
+    reseller whose client later accepted them as partner. Another reseller's order for the
+    tenant waits for that acceptance; it never reuses the tenant silently."""
+
+    __tablename__ = "tenant_resellers"
+
+    domain: Mapped[str] = mapped_column(ForeignKey("tenants.domain"), primary_key=True)
+    reseller_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # How the reseller came to hold it: created | linked | accepted.
+    via: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime]
+
+
 class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (CheckConstraint("tenant_mode IN ('create', 'link')", name="tenant_mode"),)
