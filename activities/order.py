@@ -15,6 +15,7 @@ from csp_core.models import Order
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
 from csp_core.providers.port import (
+    PERMANENT_CONFLICTS,
     CustomerAddress,
     NewCustomer,
     OrderLine,
@@ -28,10 +29,12 @@ from csp_core.provisioning import (
     OrderNotice,
     OrderNoticeKind,
     PlacedSubscriptions,
+    SealedCredentials,
     TenantOrigin,
     TenantRef,
 )
 from csp_core.registry import (
+    REGISTRY_OUTAGES,
     NewSubscription,
     OrderConflict,
     Registry,
@@ -81,7 +84,10 @@ class OrderActivities:
     async def check_domain(self, order: Order) -> DomainCheck:
         known = await in_thread(self.registry.get_tenant, order.domain)
         if known is not None:
-            return DomainCheck(known_tenant=_tenant_ref(known))
+            owners = await in_thread(self.registry.tenant_resellers, order.domain)
+            return DomainCheck(
+                known_tenant=_tenant_ref(known), reseller_accepted=order.reseller.id in owners
+            )
         try:
             available = await self.provider.domain_available(order.domain)
         except ProviderError as err:
@@ -92,7 +98,10 @@ class OrderActivities:
     async def create_tenant(self, order: Order) -> TenantRef:
         """Create the customer tenant and vault its admin credentials in the same step.
 
-        The password never leaves this activity: only a reference is returned to the workflow.
+        The password never leaves this activity in clear: it is sealed by the vault at once. If
+        the registry cannot take it right after the provider created the tenant, the sealed
+        credentials go back to the workflow, which records them once the registry is back
+        (`record_created_tenant`), so neither the tenant nor its password is ever lost.
         """
         customer = order.customer
         request = NewCustomer(
@@ -115,29 +124,78 @@ class OrderActivities:
                 request, request_id=request_id("create-customer")
             )
         except ProviderError as err:
+            if err.code in PERMANENT_CONFLICTS and activity.info().attempt > 1:
+                # An earlier attempt may have created it and lost the answer (and the provider
+                # no longer replays it): find the tenant by its domain instead of failing.
+                reconciled = await self._reconcile_created_tenant(order)
+                if reconciled is not None:
+                    return reconciled
             raise provider_failure(err, f"creating tenant {order.domain}") from err
-        ref = await in_thread(
-            self.registry.store_credentials,
-            order.order_id,
-            created.domain,
-            created.admin_username,
-            created.admin_password,
-            self.vault,
+        sealed = SealedCredentials(
+            admin_username=created.admin_username,
+            password_ciphertext=self.vault.encrypt(created.admin_password),
         )
-        tenant = await self._record_tenant(order, created.tenant_id, TenantOrigin.CREATED)
-        log.info("tenant_created", order_id=order.order_id, domain=tenant.domain)
-        return TenantRef(
-            domain=tenant.domain,
-            tenant_id=tenant.tenant_id,
+        tenant = TenantRef(
+            domain=created.domain,
+            tenant_id=created.tenant_id,
             origin=TenantOrigin.CREATED,
-            credentials_ref=ref,
+            unrecorded=sealed,
         )
+        try:
+            recorded = await self._record_created(order, tenant)
+        except REGISTRY_OUTAGES as err:
+            log.warning(
+                "tenant_created_registry_unavailable",
+                order_id=order.order_id,
+                domain=created.domain,
+                error=type(err).__name__,
+            )
+            return tenant
+        log.info("tenant_created", order_id=order.order_id, domain=recorded.domain)
+        return recorded
+
+    @activity.defn
+    async def record_created_tenant(self, order: Order, tenant: TenantRef) -> TenantRef:
+        """Record a tenant created while the registry was down, with its sealed credentials."""
+        return await self._record_created(order, tenant)
+
+    async def _record_created(self, order: Order, tenant: TenantRef) -> TenantRef:
+        sealed = tenant.unrecorded
+        if sealed is None:
+            raise ApplicationError("no sealed credentials to record", non_retryable=True)
+        ref = await in_thread(
+            self.registry.store_sealed_credentials,
+            order.order_id,
+            tenant.domain,
+            sealed.admin_username,
+            sealed.password_ciphertext,
+        )
+        recorded = await self._record_tenant(order, tenant.tenant_id, TenantOrigin.CREATED)
+        return _tenant_ref(recorded, credentials_ref=ref)
+
+    async def _reconcile_created_tenant(self, order: Order) -> TenantRef | None:
+        try:
+            customer = await self.provider.find_customer_by_domain(order.domain)
+        except ProviderError as err:
+            raise provider_failure(err, f"looking up {order.domain}") from err
+        if customer is None or not customer.has_reseller_relationship:
+            return None  # someone else's tenant: the domain is really taken
+        tenant = await self._record_tenant(order, customer.tenant_id, TenantOrigin.CREATED)
+        # Its generated password was in the lost answer: the client resets it from the admin
+        # center (the ACTIVE e-mail then says nothing about revealing credentials).
+        log.warning("tenant_reconciled_without_credentials", order_id=order.order_id)
+        return _tenant_ref(tenant)
 
     @activity.defn
     async def lookup_tenant(self, order: Order) -> LinkCheck:
         """Is the client's tenant ours already, or has the client accepted us as partner?"""
         known = await in_thread(self.registry.get_tenant, order.domain)
         if known is not None:
+            owners = await in_thread(self.registry.tenant_resellers, order.domain)
+            if order.reseller.id not in owners:
+                return LinkCheck(
+                    other_resellers_tenant=_tenant_ref(known), visible_at_provider=True
+                )
             return LinkCheck(tenant=_tenant_ref(known), visible_at_provider=True)
         try:
             customer = await self.provider.find_customer_by_domain(order.domain)
@@ -150,9 +208,13 @@ class OrderActivities:
 
     @activity.defn
     async def link_accepted_tenant(self, order: Order) -> TenantRef:
-        """Ops confirmed the acceptance: bind the tenant once the provider shows it."""
+        """The client accepted this order's reseller: bind the tenant once the provider shows it,
+        and record that the reseller may now transact on it."""
         known = await in_thread(self.registry.get_tenant, order.domain)
         if known is not None:
+            await in_thread(
+                self.registry.add_tenant_reseller, order.domain, order.reseller.id, "accepted"
+            )
             return _tenant_ref(known)
         try:
             customer = await self.provider.find_customer_by_domain(order.domain)

@@ -3,7 +3,7 @@ status it reports to ops. Plain pydantic; no Temporal import."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -22,11 +22,21 @@ class OrderRequest(_Model):
 
     order: Order
     acceptance: AcceptancePolicy = AcceptancePolicy()
+    # Placed but not yet provisioned: keep polling, and ask ops to look after this long.
+    provisioning_escalation: timedelta = timedelta(hours=72)
 
 
 class TenantOrigin(StrEnum):
     CREATED = "created"
     LINKED = "linked"
+
+
+class SealedCredentials(_Model):
+    """A created tenant's admin credentials, sealed by the secrets vault (a Fernet token: never
+    the password), held only while the registry cannot be reached right after the creation."""
+
+    admin_username: str
+    password_ciphertext: str
 
 
 class TenantRef(_Model):
@@ -35,6 +45,8 @@ class TenantRef(_Model):
     origin: TenantOrigin
     # Opaque reference to the vaulted admin credentials (created tenants only): never the secret.
     credentials_ref: str | None = None
+    # Set only when the tenant was created but the registry was down: record it, then drop it.
+    unrecorded: SealedCredentials | None = None
 
 
 class DomainCheck(_Model):
@@ -42,6 +54,9 @@ class DomainCheck(_Model):
 
     known_tenant: TenantRef | None = None
     available: bool = False
+    # False when the known tenant belongs to other resellers only: this order's reseller needs
+    # the client's partner acceptance first.
+    reseller_accepted: bool = True
 
 
 class LinkCheck(_Model):
@@ -49,6 +64,8 @@ class LinkCheck(_Model):
 
     tenant: TenantRef | None = None  # set when we may transact on it now
     visible_at_provider: bool = False
+    # Ours already, but for other resellers only: wait for this reseller's acceptance.
+    other_resellers_tenant: TenantRef | None = None
 
 
 class PlacedSubscriptions(_Model):

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.order import OrderActivities
@@ -28,9 +29,10 @@ with workflow.unsafe.imports_passed_through():
         PlacedSubscriptions,
         TenantRef,
     )
-    from csp_core.stages import OrderStage
+    from csp_core.stages import OpsAttention, OrderStage
     from csp_core.timezones import MEXICO_CITY
     from temporalutil import search_attributes as sa
+    from workflows.common import BackgroundNotices, OpsAlerts
 
 # Provider calls retry with backoff for up to a day (throttling, outages); business refusals
 # are non-retryable and end the order as FAILED with the reason.
@@ -56,6 +58,34 @@ PROVISIONING_POLL = dict(
     ),
 )
 BOOKKEEPING = dict(start_to_close_timeout=timedelta(seconds=30))
+# A provider write is retried with its stable request id until it succeeds or the provider
+# refuses it: giving up on a write the provider may have committed would end a billed order
+# FAILED. Ops see a long PLACING_ORDER / CREATING_TENANT stage and the activity's last failure.
+PROVIDER_WRITE = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=PROVIDER_RETRY,
+)
+# Recording a created tenant waits for the registry as long as it takes.
+REGISTRY_WAIT = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5)
+    ),
+)
+PROVISIONING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=1.5,
+    maximum_interval=timedelta(minutes=15),
+    non_retryable_error_types=["ProvisioningFailed"],
+)
+# After the escalation, keep looking, one activity (with its own retries) per day.
+PROVISIONING_RECHECK = timedelta(days=1)
+
+# Patches (replay of histories written before each change):
+# provisioning slower than its horizon escalates to ops and keeps polling, never FAILED;
+PATIENT_PROVISIONING = "patient-provisioning"
+# a tenant known for other resellers only waits for this reseller's partner acceptance.
+TENANT_OWNERSHIP = "tenant-ownership"
 
 
 def _local(dt: datetime) -> str:
@@ -77,10 +107,20 @@ class LicenseOrderWorkflow:
         self._accepted_by_signal = False
         self._cancel_reason: str | None = None
         self._cancel_refused: str | None = None
+        self._alerts = OpsAlerts()
+        self._notices = BackgroundNotices(self._alerts, on_change=self._refresh_details)
 
     # ------------------------------------------------------------------ the process
     @workflow.run
     async def run(self, request: OrderRequest) -> OrderStatus:
+        try:
+            await self._process(request)
+        finally:
+            # E-mails never hold the stage, but the workflow waits for them before closing.
+            await self._notices.drain()
+        return self.status()
+
+    async def _process(self, request: OrderRequest) -> None:
         order = self._order
         try:
             await workflow.execute_activity_method(
@@ -88,25 +128,25 @@ class LicenseOrderWorkflow:
             )
             await self._enter(OrderStage.RECEIVED, "Order received and recorded.")
             if order.tenant.mode is TenantMode.CREATE:
-                tenant = await self._create_tenant()
+                tenant = await self._create_tenant(request)
             else:
                 tenant = await self._link_tenant(request)
             if tenant is None:  # expired while waiting for the client
-                return self.status()
+                return
             if self._cancel_reason is not None:
-                return await self._cancelled()
+                await self._cancelled()
+                return
             self._tenant = tenant
             await self._place_order(tenant)
-            await self._activate(tenant)
+            await self._activate(tenant, request)
         except _Cancelled:
-            return await self._cancelled()
+            await self._cancelled()
         except ActivityError as err:
             await self._failed(_reason(err))
         except _Failed as failure:
             await self._failed(str(failure))
-        return self.status()
 
-    async def _create_tenant(self) -> TenantRef:
+    async def _create_tenant(self, request: OrderRequest) -> TenantRef | None:
         order = self._order
         await self._enter(
             OrderStage.CREATING_TENANT,
@@ -116,16 +156,50 @@ class LicenseOrderWorkflow:
             OrderActivities.check_domain, order, summary=f"Check {order.domain}", **PROVIDER_CALL
         )
         if check.known_tenant is not None:
-            # Our tenant already (an earlier order created it): reuse it, licenses accumulate.
-            return check.known_tenant
+            # Our tenant already (an earlier order created it): this reseller's licenses
+            # accumulate on it; another reseller's client must accept that reseller first.
+            if check.reseller_accepted or not workflow.patched(TENANT_OWNERSHIP):
+                return check.known_tenant
+            return await self._join_other_resellers_tenant(request)
         if not check.available:
             raise _Failed(
                 f"the domain {order.domain} is already taken; choose another prefix, or submit "
                 "the order in link mode if the tenant belongs to this client"
             )
         self._raise_if_cancelled()
+        tenant = await workflow.execute_activity_method(
+            OrderActivities.create_tenant, order, summary="Create tenant", **PROVIDER_WRITE
+        )
+        if tenant.unrecorded is not None:
+            tenant = await self._record_created_tenant(tenant)
+        return tenant
+
+    async def _record_created_tenant(self, tenant: TenantRef) -> TenantRef:
+        """The tenant exists at the provider but the registry was down: record it (and its
+        sealed credentials) as soon as the registry is back; ops see why the order waits."""
+        self._alerts.raise_(OpsAttention.CREDENTIALS_UNRECORDED)
+        self._set_details(
+            f"Tenant **{tenant.domain}** created; waiting for the registry to record it and "
+            "its sealed admin credentials."
+        )
+        recorded = await workflow.execute_activity_method(
+            OrderActivities.record_created_tenant,
+            args=[self._order, tenant],
+            summary="Record created tenant",
+            **REGISTRY_WAIT,
+        )
+        self._alerts.clear(OpsAttention.CREDENTIALS_UNRECORDED)
+        return recorded
+
+    async def _join_other_resellers_tenant(self, request: OrderRequest) -> TenantRef | None:
+        """The tenant is ours, for other resellers only: invite this reseller's client."""
+        if not await self._await_partner_acceptance(request, poll_provider=False):
+            return None
         return await workflow.execute_activity_method(
-            OrderActivities.create_tenant, order, summary="Create tenant", **PROVIDER_CALL
+            OrderActivities.link_accepted_tenant,
+            self._order,
+            summary="Link accepted tenant",
+            **PROVIDER_CALL,
         )
 
     async def _link_tenant(self, request: OrderRequest) -> TenantRef | None:
@@ -136,6 +210,8 @@ class LicenseOrderWorkflow:
         )
         if check.tenant is not None:
             return check.tenant  # already ours: no invitation needed
+        if check.other_resellers_tenant is not None:
+            return await self._join_other_resellers_tenant(request)
         self._raise_if_cancelled()
         accepted = await self._await_partner_acceptance(request)
         if not accepted:
@@ -151,8 +227,13 @@ class LicenseOrderWorkflow:
         assert self._tenant is not None
         return self._tenant
 
-    async def _await_partner_acceptance(self, request: OrderRequest) -> bool:
-        """Invite, remind, poll the provider, and give up at the deadline."""
+    async def _await_partner_acceptance(
+        self, request: OrderRequest, *, poll_provider: bool = True
+    ) -> bool:
+        """Invite, remind, poll the provider, and give up at the deadline.
+
+        Without `poll_provider` (a tenant already ours through another reseller: the provider
+        shows our relationship already) only the confirmed acceptance counts."""
         order, policy = self._order, request.acceptance
         self._waiting_since = workflow.now()
         self._deadline = policy.deadline(self._waiting_since)
@@ -166,7 +247,7 @@ class LicenseOrderWorkflow:
         next_poll = self._waiting_since + policy.poll_interval
         while not self._accepted():
             now = workflow.now()
-            upcoming = [self._deadline, next_poll]
+            upcoming = [self._deadline, next_poll] if poll_provider else [self._deadline]
             if self._reminders_sent < len(reminders):
                 upcoming.append(reminders[self._reminders_sent])
             wake_at = min(upcoming)
@@ -192,7 +273,7 @@ class LicenseOrderWorkflow:
                     reminder_number=self._reminders_sent,
                     deadline=self._deadline,
                 )
-            if now >= next_poll or now >= self._deadline:
+            if poll_provider and (now >= next_poll or now >= self._deadline):
                 next_poll = now + policy.poll_interval
                 check = await workflow.execute_activity_method(
                     OrderActivities.lookup_tenant,
@@ -223,22 +304,25 @@ class LicenseOrderWorkflow:
             OrderActivities.place_order,
             args=[self._order, tenant],
             summary="Place order with provider",
-            **PROVIDER_CALL,
+            **PROVIDER_WRITE,
         )
 
-    async def _activate(self, tenant: TenantRef) -> None:
+    async def _activate(self, tenant: TenantRef, request: OrderRequest) -> None:
         assert self._placed is not None
         await self._enter(
             OrderStage.ACTIVATING,
             f"Provider order `{self._placed.provider_order_id}` placed; waiting for "
             f"{len(self._placed.subscription_ids)} subscription(s) to be provisioned.",
         )
-        await workflow.execute_activity_method(
-            OrderActivities.await_provisioning,
-            args=[tenant, self._placed],
-            summary="Wait for provisioning",
-            **PROVISIONING_POLL,
-        )
+        if workflow.patched(PATIENT_PROVISIONING):
+            await self._await_provisioning(tenant, request.provisioning_escalation)
+        else:
+            await workflow.execute_activity_method(
+                OrderActivities.await_provisioning,
+                args=[tenant, self._placed],
+                summary="Wait for provisioning",
+                **PROVISIONING_POLL,
+            )
         await workflow.execute_activity_method(
             OrderActivities.activate,
             args=[self._order, tenant, self._placed],
@@ -252,6 +336,38 @@ class LicenseOrderWorkflow:
         await self._notify(
             OrderNoticeKind.ACTIVE, tenant_created=tenant.credentials_ref is not None
         )
+
+    async def _await_provisioning(self, tenant: TenantRef, escalate_after: timedelta) -> None:
+        """Poll (by activity retries) until provisioned. Placed-but-pending never becomes
+        FAILED: past the horizon ops are asked to look, and polling goes on."""
+        assert self._placed is not None
+        escalate_at = workflow.now() + escalate_after
+        escalated = False
+        while True:
+            window = PROVISIONING_RECHECK if escalated else escalate_at - workflow.now()
+            try:
+                await workflow.execute_activity_method(
+                    OrderActivities.await_provisioning,
+                    args=[tenant, self._placed],
+                    summary="Wait for provisioning",
+                    start_to_close_timeout=timedelta(seconds=60),
+                    schedule_to_close_timeout=max(window, timedelta(minutes=1)),
+                    retry_policy=PROVISIONING_RETRY,
+                )
+                break
+            except ActivityError as err:
+                if not isinstance(err.cause, ActivityTimeout):
+                    raise  # the provider failed the provisioning, or refused the look-up
+            if not escalated:
+                escalated = True
+                self._alerts.raise_(OpsAttention.PROVISIONING_SLOW)
+                self._set_details(
+                    f"Provider order `{self._placed.provider_order_id}` placed on "
+                    f"{_local(escalate_at - escalate_after)} is still not provisioned after "
+                    f"{escalate_after}; still checking daily. Ops: ask the provider."
+                )
+        if escalated:
+            self._alerts.clear(OpsAttention.PROVISIONING_SLOW)
 
     async def _cancelled(self) -> OrderStatus:
         await self._enter(OrderStage.CANCELLED, f"Cancelled before ordering: {self._cancel_reason}")
@@ -326,19 +442,24 @@ class LicenseOrderWorkflow:
 
     def _set_details(self, detail: str) -> None:
         self._detail = detail
-        workflow.set_current_details(
+        parts = [
             f"**{self._stage.value}** · order `{self._order.order_id}` · "
-            f"reseller `{self._order.reseller.id}`\n\n{detail}"
-        )
+            f"reseller `{self._order.reseller.id}`",
+            detail,
+        ]
+        if self._alerts.raised:
+            parts.append(self._alerts.markdown())
+        if self._notices.undeliverable:
+            parts.append("Undeliverable e-mails: " + ", ".join(self._notices.undeliverable))
+        workflow.set_current_details("\n\n".join(parts))
+
+    def _refresh_details(self) -> None:
+        self._set_details(self._detail)
 
     async def _notify(self, kind: OrderNoticeKind, **fields: object) -> None:
-        await workflow.execute_activity_method(
-            OrderActivities.notify,
-            OrderNotice(kind=kind, order=self._order, **fields),  # type: ignore[arg-type]
-            summary=f"E-mail reseller: {kind.value}",
-            start_to_close_timeout=timedelta(seconds=60),
-            schedule_to_close_timeout=timedelta(hours=6),
-            retry_policy=PROVIDER_RETRY,
+        notice = OrderNotice(kind=kind, order=self._order, **fields)  # type: ignore[arg-type]
+        await self._notices.send(
+            OrderActivities.notify, notice, key=notice.key, summary=f"E-mail reseller: {kind.value}"
         )
 
 

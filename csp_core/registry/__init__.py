@@ -4,6 +4,7 @@ SQLAlchemy 2 + Alembic, on SQLite (default, development) or PostgreSQL (producti
 """
 
 from csp_core.registry.errors import (
+    REGISTRY_OUTAGES,
     ChargeAlreadyPaid,
     CredentialsAlreadyRevealed,
     CredentialsNotFound,
@@ -33,6 +34,7 @@ from csp_core.registry.repository import (
 )
 
 __all__ = [
+    "REGISTRY_OUTAGES",
     "ChargeAlreadyPaid",
     "ChargeContext",
     "ChargeRecord",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+# The database cannot be reached or answered with a server failure: worth retrying later.
+REGISTRY_OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
 
 class RegistryError(Exception):
     """Base class of the registry's business errors."""
