@@ -69,7 +69,11 @@ async def submit_order(client: Client, order: Order, settings: Settings) -> Subm
         try:
             await client.start_workflow(
                 LicenseOrderWorkflow.run,
-                OrderRequest(order=order, acceptance=acceptance_policy(settings)),
+                OrderRequest(
+                    order=order,
+                    acceptance=acceptance_policy(settings),
+                    provisioning_escalation=timedelta(hours=settings.provisioning_escalation_hours),
+                ),
                 id=workflow_id,
                 task_queue=settings.task_queue,
                 # A concurrent duplicate submit joins the running workflow.

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     acceptance_reminder_days: Annotated[list[int], NoDecode] = [2, 5, 10]
     acceptance_expiry_days: Annotated[int, Field(ge=1, le=365)] = 30
     acceptance_poll_minutes: Annotated[int, Field(ge=1)] = 60
+    # Placed but not provisioned after this long: ops are asked to look (polling goes on).
+    provisioning_escalation_hours: Annotated[int, Field(ge=1)] = 72
     renewal_reminder_days: Annotated[list[int], NoDecode] = [15, 20]
     renewal_escalation_day: Annotated[int, Field(ge=1, le=28)] = 23
     renewal_final_notice_day: Annotated[int, Field(ge=1, le=28)] = 25

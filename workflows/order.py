@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
@@ -344,6 +344,14 @@ class LicenseOrderWorkflow:
         escalate_at = workflow.now() + escalate_after
         escalated = False
         while True:
+            if not escalated and workflow.now() >= escalate_at:
+                escalated = True
+                self._alerts.raise_(OpsAttention.PROVISIONING_SLOW)
+                self._set_details(
+                    f"Provider order `{self._placed.provider_order_id}` placed on "
+                    f"{_local(escalate_at - escalate_after)} is still not provisioned after "
+                    f"{escalate_after}; still checking daily. Ops: ask the provider."
+                )
             window = PROVISIONING_RECHECK if escalated else escalate_at - workflow.now()
             try:
                 await workflow.execute_activity_method(
@@ -356,15 +364,16 @@ class LicenseOrderWorkflow:
                 )
                 break
             except ActivityError as err:
-                if not isinstance(err.cause, ActivityTimeout):
-                    raise  # the provider failed the provisioning, or refused the look-up
-            if not escalated:
-                escalated = True
-                self._alerts.raise_(OpsAttention.PROVISIONING_SLOW)
-                self._set_details(
-                    f"Provider order `{self._placed.provider_order_id}` placed on "
-                    f"{_local(escalate_at - escalate_after)} is still not provisioned after "
-                    f"{escalate_after}; still checking daily. Ops: ask the provider."
+                # Out of time (the last attempt's failure is the cause) or a timeout: look
+                # again. Anything else: the provider failed it, or refused the look-up.
+                timed_out = err.retry_state is RetryState.TIMEOUT
+                if not (timed_out or isinstance(err.cause, ActivityTimeout)):
+                    raise
+            # Retries stop before the window ends when the next backoff would overshoot it.
+            if not escalated and workflow.now() < escalate_at:
+                await workflow.sleep(
+                    escalate_at - workflow.now(),
+                    summary=f"Provisioning escalation at {_local(escalate_at)}",
                 )
         if escalated:
             self._alerts.clear(OpsAttention.PROVISIONING_SLOW)

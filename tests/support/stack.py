@@ -142,11 +142,15 @@ async def running_stack(
     registry: Registry,
     registry_path: Path,
     queue_prefix: str,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[Stack]:
     """A worker with the real activities on its own task queue, wired to the sandbox over
-    HTTP (at the control client's base URL), the SMTP sink and the registry."""
+    HTTP (at the control client's base URL), the SMTP sink and the registry. `transport`
+    lets a test see (and break) the provider conversation, e.g. lose a response."""
     base_url = str(sandbox.base_url).rstrip("/")
-    async with PartnerCenterClient(base_url, SecretStr(sandbox_token), timeout=10) as provider:
+    async with PartnerCenterClient(
+        base_url, SecretStr(sandbox_token), timeout=10, transport=transport
+    ) as provider:
         stack = Stack(
             env=env,
             task_queue=f"{queue_prefix}-{uuid.uuid4()}",
