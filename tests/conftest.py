@@ -18,6 +18,7 @@ from sandbox import serve_in_background
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
+from tests.support.faults import ProviderWire
 from tests.support.stack import Stack, running_stack
 
 SANDBOX_TOKEN = "test-token"
@@ -74,6 +75,12 @@ def registry(registry_path: Path) -> Iterator[Registry]:
     registry.dispose()
 
 
+@pytest.fixture
+def wire() -> ProviderWire:
+    """The stack's HTTP transport to the sandbox: transparent until a test sets a fault."""
+    return ProviderWire()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack(
     ts_env: WorkflowEnvironment,
@@ -81,6 +88,7 @@ async def stack(
     smtp_sink: SmtpSink,
     registry: Registry,
     registry_path: Path,
+    wire: ProviderWire,
 ) -> AsyncIterator[Stack]:
     """A worker on its own task queue, wired to the real sandbox, sink and registry."""
     async with running_stack(
@@ -91,5 +99,6 @@ async def stack(
         registry=registry,
         registry_path=registry_path,
         queue_prefix="test",
+        transport=wire,
     ) as stack:
         yield stack

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -33,34 +32,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def wire() -> ProviderWire:
-    return ProviderWire()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def wired(
-    ts_env: WorkflowEnvironment,
-    sandbox: httpx.Client,
-    smtp_sink: SmtpSink,
-    registry: Registry,
-    registry_path: Path,
-    wire: ProviderWire,
-) -> AsyncIterator[Stack]:
-    """The test stack, its provider conversation going through `wire`."""
-    async with running_stack(
-        ts_env,
-        sandbox=sandbox,
-        sandbox_token=SANDBOX_TOKEN,
-        sink=smtp_sink,
-        registry=registry,
-        registry_path=registry_path,
-        queue_prefix="resilience",
-        transport=wire,
-    ) as stack:
-        yield stack
 
 
 async def attention(handle: WorkflowHandle) -> list[str]:
@@ -136,67 +107,67 @@ async def test_smtp_down_past_the_retry_horizon_flags_ops_and_keeps_the_stage(
 
 
 async def test_registry_down_right_after_tenant_creation_loses_nothing(
-    wired: Stack, wire: ProviderWire
+    stack: Stack, wire: ProviderWire
 ) -> None:
     order = example("order-create.json")
-    outage = RegistryOutage(wired.registry)
+    outage = RegistryOutage(stack.registry)
     wire.after[("POST", "/v1/customers")] = outage.begin  # the provider created it, then...
-    handle = await wired.submit(order)
-    await wired.first_task_done(handle)
+    handle = await stack.submit(order)
+    await stack.first_task_done(handle)
 
-    await wired.env.sleep(2 * HOUR)
+    await stack.env.sleep(2 * HOUR)
     assert outage.active
     assert await attention(handle) == [OpsAttention.CREDENTIALS_UNRECORDED.value]
     assert await running(handle)
-    assert wired.stats()["customers_created"] == 1
+    assert stack.stats()["customers_created"] == 1
 
     outage.end()
-    result = await wired.result(handle)
+    result = await stack.result(handle)
 
     assert result.stage is OrderStage.ACTIVE
-    assert wired.stats()["customers_created"] == 1  # no orphan, no second tenant
+    assert stack.stats()["customers_created"] == 1  # no orphan, no second tenant
     assert await attention(handle) == []
-    username, password = wired.registry.reveal_credentials(order.order_id, wired.vault)
+    username, password = stack.registry.reveal_credentials(order.order_id, stack.vault)
     assert username == "admin@contosomx.onmicrosoft.com"
     history = (await handle.fetch_history()).to_json()
     assert password.get_secret_value() not in history  # only the vault-sealed token travelled
-    assert password.get_secret_value().encode() not in wired.registry_path.read_bytes()
+    assert password.get_secret_value().encode() not in stack.registry_path.read_bytes()
 
 
 async def test_answer_lost_after_the_tenant_was_created_is_recovered(
-    wired: Stack, wire: ProviderWire
+    stack: Stack, wire: ProviderWire
 ) -> None:
     order = example("order-create.json")
     wire.lose_next("POST", "/v1/customers")
 
-    result = await wired.result(await wired.submit(order))
+    result = await stack.result(await stack.submit(order))
 
     assert result.stage is OrderStage.ACTIVE
-    assert wired.stats()["customers_created"] == 1
+    assert stack.stats()["customers_created"] == 1
     creates = [
         rid for method, path, rid in wire.request_ids if (method, path) == ("POST", "/v1/customers")
     ]
     assert len(creates) == 2 and creates[0] == creates[1]  # the retry asked the same question
-    wired.registry.reveal_credentials(order.order_id, wired.vault)
+    stack.registry.reveal_credentials(order.order_id, stack.vault)
 
 
 async def test_answer_lost_after_placing_the_order_is_recovered(
-    wired: Stack, wire: ProviderWire
+    stack: Stack, wire: ProviderWire
 ) -> None:
     order = example("order-link-ours.json")
     wire.lose_next("POST", "/orders", times=2)
 
-    result = await wired.result(await wired.submit(order))
+    result = await stack.result(await stack.submit(order))
 
     assert result.stage is OrderStage.ACTIVE
-    assert wired.stats()["orders_created"] == 1  # placed once, though the caller asked thrice
+    assert stack.stats()["orders_created"] == 1  # placed once, though the caller asked thrice
     placed = [
         rid
         for method, path, rid in wire.request_ids
         if method == "POST" and path.endswith("/orders")
     ]
     assert len(placed) == 3 and len(set(placed)) == 1
-    assert len(wired.registry.list_licenses("northwind.onmicrosoft.com")) == 2
+    assert len(stack.registry.list_licenses("northwind.onmicrosoft.com")) == 2
 
 
 @pytest.fixture
@@ -306,14 +277,14 @@ def log_lines() -> Iterator[io.StringIO]:
 
 
 async def test_generated_password_never_reaches_a_log_line(
-    wired: Stack, wire: ProviderWire, log_lines: io.StringIO
+    stack: Stack, wire: ProviderWire, log_lines: io.StringIO
 ) -> None:
     order = example("order-create.json")
     wire.lose_next("POST", "/v1/customers")  # a retry too: its path logs as well
 
-    await wired.result(await wired.submit(order))
+    await stack.result(await stack.submit(order))
 
-    _, password = wired.registry.reveal_credentials(order.order_id, wired.vault)
+    _, password = stack.registry.reveal_credentials(order.order_id, stack.vault)
     logged = log_lines.getvalue()
     assert "tenant_created" in logged and "partner_center.call" in logged  # logs were read
     assert password.get_secret_value() not in logged
