@@ -96,6 +96,8 @@ class ChaosStack:
             "SECRETS_KEY_FILE": str(self.data / "secrets.key"),
             "LOG_LEVEL": "WARNING",
             "WORKERS": str(self.workers),
+            # A worker that ran 3 s was healthy: our kills are not a crash loop to back off from.
+            "DEVSTACK_STABLE_AFTER_S": "3",
         }
 
     def start(self, timeout: float = 180.0) -> None:
@@ -223,7 +225,8 @@ class Chaos:
                     print(f"  chaos: Temporal server (pid {pid}) killed", flush=True)
                 continue
             workers = self.stack.pids(b"worker.py")
-            if workers:
+            # Only while every worker is up: never the last one standing (the orders must move).
+            if len(workers) >= self.stack.workers:
                 os.kill(self.rng.choice(workers), signal.SIGKILL)
                 self.workers_killed += 1
 
