@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench bench-renewals clean
+.PHONY: install run test lint format bench bench-renewals chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `make run WORKERS=2` runs two worker processes; SANDBOX_FAULTS=... turns provider faults on.
+WORKERS ?= 1
+
 run: install
-	$(PY) devstack.py
+	$(PY) devstack.py --workers $(WORKERS)
 
 test: install
 	$(VENV)/bin/ruff check .
@@ -40,6 +43,14 @@ bench: install
 
 bench-renewals: install
 	$(PY) benchmarks/renewals.py --charges $(RENEWAL_CHARGES)
+
+# The chaos benchmark: its own stack (own ports, own data dir) with provider faults, two
+# workers killed now and then, Temporal restarted once. Exits non-zero on anything lost or
+# duplicated.
+CHAOS_ORDERS ?= 200
+
+chaos: install
+	$(PY) benchmarks/chaos.py --orders $(CHAOS_ORDERS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info

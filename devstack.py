@@ -1,26 +1,37 @@
-"""`make run`: the whole local stack in the foreground.
+"""`make run`: the whole local stack in the foreground, supervised.
 
 Temporal dev server (state in .data/temporal/, Web UI on :8233, contract search attributes
-registered), the Partner Center sandbox (:8100), the SMTP sink (:1025 → .data/outbox/) and the
-worker. Ctrl-C stops all of it; running it again resumes the workflows that were in flight.
+registered), the Partner Center sandbox (:8100; SANDBOX_FAULTS and SANDBOX_PROVISIONING_DELAY
+passed through), the SMTP sink (:1025 → .data/outbox/) and WORKERS worker processes
+(`make run WORKERS=2`). A service that dies is restarted with backoff (1 s, 2 s, 4 s … 30 s;
+back to 1 s once it has stayed up a minute) and the log says so. Ctrl-C stops all of it, also
+during a backoff wait; running it again resumes the workflows that were in flight.
+
+Ports follow the settings the other parts read (TEMPORAL_ADDRESS, PROVIDER_BASE_URL, SMTP_PORT,
+CODEC_SERVER_PORT; TEMPORAL_UI_PORT for the Web UI), so a second stack (the chaos benchmark)
+can run on its own ports; data lives under .data/ of the current directory.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from csp_core.settings import DATA_DIR, get_settings
 from temporalutil.search_attributes import dev_server_args
 
 BIN = Path(sys.executable).parent
-TEMPORAL_PORT, UI_PORT, SANDBOX_PORT, SMTP_PORT = 7233, 8233, 8100, 1025
+ROOT = Path(__file__).resolve().parent
+BACKOFF_FIRST_S, BACKOFF_CAP_S, STABLE_AFTER_S = 1.0, 30.0, 60.0
 
 
 @dataclass
@@ -31,22 +42,37 @@ class Service:
     log_file: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
+    # Supervision: when it last started, how many quick deaths in a row, when to start again.
+    started_at: float = 0.0
+    failures: int = 0
+    restart_at: float | None = None
 
     def start(self) -> None:
         out = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115
-        self.process = subprocess.Popen(
-            self.argv,
-            stdout=out,
-            stderr=subprocess.STDOUT if out else None,
-            env={**os.environ, **self.env},
-            start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
-        )
+        try:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                env={**os.environ, **self.env},
+                start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+            )
+        finally:
+            if out:
+                out.close()  # the child holds its own descriptor
+        self.restart_at = None
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def exit_code(self) -> int | None:
+        """The exit code once the process has ended (negative: killed by that signal)."""
+        return None if self.process is None else self.process.poll()
+
+    def wait_ready(
+        self, timeout: float = 60.0, cancelled: Callable[[], bool] = lambda: False
+    ) -> None:
         if self.port is None:
             return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not cancelled():
             if self.process and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with code {self.process.returncode}")
             try:
@@ -54,9 +80,12 @@ class Service:
                     return
             except OSError:
                 time.sleep(0.2)
+        if cancelled():
+            return
         raise RuntimeError(f"{self.name} did not open port {self.port} within {timeout:.0f}s")
 
     def stop(self, timeout: float = 20.0) -> None:
+        self.restart_at = None
         if not self.process or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -67,19 +96,102 @@ class Service:
             self.process.wait()
 
 
+class Supervisor:
+    """Restarts services that exit, with exponential backoff, and says so on `log`.
+
+    `check()` is one supervision step (cheap; call it a few times a second); `stop_all()` stops
+    the services in reverse order. The clock is injectable so backoff can be tested.
+    """
+
+    def __init__(
+        self,
+        services: list[Service],
+        log: Callable[[str], None] = lambda line: print(line, flush=True),
+        *,
+        first_delay_s: float = BACKOFF_FIRST_S,
+        cap_s: float = BACKOFF_CAP_S,
+        stable_after_s: float = STABLE_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.services = services
+        self.log = log
+        self.first_delay_s = first_delay_s
+        self.cap_s = cap_s
+        self.stable_after_s = stable_after_s
+        self.clock = clock
+        self.stopping = False
+
+    def delay_for(self, service: Service) -> float:
+        return min(self.cap_s, self.first_delay_s * 2**service.failures)
+
+    def check(self) -> None:
+        if self.stopping:  # stopping: exits are expected, and nothing starts again
+            return
+        now = self.clock()
+        for service in self.services:
+            if service.restart_at is not None:
+                if now >= service.restart_at:
+                    self.start(service)
+                    pid = service.process.pid if service.process else "?"
+                    self.log(f"{service.name} restarted (pid {pid})")
+                continue
+            code = service.exit_code()
+            if code is None:
+                continue
+            if now - service.started_at >= self.stable_after_s:
+                service.failures = 0  # it had been up a while: a fresh incident
+            delay = self.delay_for(service)
+            service.failures += 1
+            service.restart_at = now + delay
+            self.log(f"{service.name} exited ({code}); restarting in {delay:g} s")
+
+    def start(self, service: Service) -> None:
+        """Start `service` under supervision (its uptime measured on this clock)."""
+        service.start()
+        service.started_at = self.clock()
+        if service not in self.services:
+            self.services.append(service)
+
+    def stop_all(self) -> None:
+        self.stopping = True
+        for service in reversed(self.services):
+            service.stop()
+
+
 def _port_busy(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def services() -> list[Service]:
+@dataclass(frozen=True)
+class Ports:
+    temporal: int
+    ui: int
+    sandbox: int
+    smtp: int
+    codec: int
+
+    @classmethod
+    def from_settings(cls) -> Ports:
+        settings = get_settings()
+        return cls(
+            temporal=urlsplit(f"//{settings.temporal_address}").port or 7233,
+            ui=int(os.environ.get("TEMPORAL_UI_PORT", "8233")),
+            sandbox=urlsplit(settings.provider_base_url).port or 8100,
+            smtp=settings.smtp_port,
+            codec=settings.codec_server_port,
+        )
+
+
+def services(workers: int = 1, ports: Ports | None = None) -> list[Service]:
     settings = get_settings()
+    ports = ports or Ports.from_settings()
     logs = DATA_DIR / "logs"
     for folder in (DATA_DIR / "temporal", DATA_DIR / "outbox", DATA_DIR / "sandbox", logs):
         folder.mkdir(parents=True, exist_ok=True)
     temporal = [
         str(BIN / "temporal"), "server", "start-dev",
-        "--ip", "127.0.0.1", "--port", str(TEMPORAL_PORT), "--ui-port", str(UI_PORT),
+        "--ip", "127.0.0.1", "--port", str(ports.temporal), "--ui-port", str(ports.ui),
         "--namespace", settings.temporal_namespace,
         "--db-filename", str(DATA_DIR / "temporal" / "temporal.db"),
         # WAL: same durability for a dev box, ~2.5x the throughput of the default journal.
@@ -89,18 +201,18 @@ def services() -> list[Service]:
     ]  # fmt: skip
     codec: list[Service] = []
     if settings.payload_encryption_keys:  # the Web UI decodes through our codec server
-        temporal += ["--ui-codec-endpoint", f"http://127.0.0.1:{settings.codec_server_port}"]
+        temporal += ["--ui-codec-endpoint", f"http://127.0.0.1:{ports.codec}"]
         codec.append(
             Service(
                 "codec-server",
-                [str(BIN / "csp"), "codec", "serve", "--port", str(settings.codec_server_port)],
-                settings.codec_server_port,
+                [str(BIN / "csp"), "codec", "serve", "--port", str(ports.codec)],
+                ports.codec,
                 logs / "codec-server.log",
             )
         )
     return [
         *codec,
-        Service("temporal", temporal, TEMPORAL_PORT, logs / "temporal.log"),
+        Service("temporal", temporal, ports.temporal, logs / "temporal.log"),
         Service(
             "sandbox",
             [
@@ -110,13 +222,13 @@ def services() -> list[Service]:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(SANDBOX_PORT),
+                str(ports.sandbox),
                 "--state-file",
                 str(DATA_DIR / "sandbox" / "state.json"),
                 "--provisioning-delay",
                 os.environ.get("SANDBOX_PROVISIONING_DELAY", "5"),
             ],  # fmt: skip
-            SANDBOX_PORT,
+            ports.sandbox,
             logs / "sandbox.log",
         ),
         Service(
@@ -126,29 +238,34 @@ def services() -> list[Service]:
                 "-m",
                 "sandbox.smtp_sink",
                 "--port",
-                str(SMTP_PORT),
+                str(ports.smtp),
                 "--outbox",
                 str(DATA_DIR / "outbox"),
             ],  # fmt: skip
-            SMTP_PORT,
+            ports.smtp,
             logs / "smtp-sink.log",
         ),
-        Service("worker", [sys.executable, "worker.py"]),
+        *(
+            Service(f"worker-{n}", [sys.executable, str(ROOT / "worker.py")])
+            for n in range(1, workers + 1)
+        ),
     ]
 
 
-def banner() -> str:
+def banner(workers: int, ports: Ports) -> str:
     settings = get_settings()
     return "\n".join(
         [
             "csp-orchestrator local stack is up:",
             f"  Temporal      {settings.temporal_address}"
             f"  (namespace {settings.temporal_namespace})",
-            f"  Web UI        http://localhost:{UI_PORT}",
-            f"  Sandbox       http://127.0.0.1:{SANDBOX_PORT}  (counts: /sandbox/stats)",
-            f"  SMTP sink     127.0.0.1:{SMTP_PORT}  → {DATA_DIR / 'outbox'}/",
+            f"  Web UI        http://localhost:{ports.ui}",
+            f"  Sandbox       http://127.0.0.1:{ports.sandbox}  (counts: /sandbox/stats)"
+            + (f"  faults: {faults}" if (faults := os.environ.get("SANDBOX_FAULTS")) else ""),
+            f"  SMTP sink     127.0.0.1:{ports.smtp}  → {DATA_DIR / 'outbox'}/",
             f"  Database      {settings.database_url}",
-            f"  Worker        task queue {settings.task_queue}",
+            f"  Workers       {workers} on task queue {settings.task_queue}"
+            " (a service that dies is restarted)",
             "  Payloads      "
             + (
                 f"encrypted; Web UI decodes via http://127.0.0.1:{settings.codec_server_port}"
@@ -179,8 +296,29 @@ def ensure_renewal_schedule() -> str:
         gc.collect()
 
 
-def main() -> int:
-    stack = services()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="devstack.py", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: $WORKERS or 1)",
+    )
+    args = parser.parse_args(argv)
+    if args.workers is None:
+        raw = os.environ.get("WORKERS", "").strip() or "1"
+        if not raw.isdigit():
+            parser.error(f"WORKERS must be a whole number from 1 to 16, got {raw!r}")
+        args.workers = int(raw)
+    if not 1 <= args.workers <= 16:
+        parser.error(f"WORKERS must be a whole number from 1 to 16, got {args.workers}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ports = Ports.from_settings()
+    stack = services(args.workers, ports)
     busy = [s for s in stack if s.port and _port_busy(s.port)]
     if busy:
         names = ", ".join(f"{s.name} (:{s.port})" for s in busy)
@@ -194,31 +332,29 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    started: list[Service] = []
+    # How long a service must stay up to count as healthy again (backoff back to 1 s). The chaos
+    # benchmark lowers it: its kills are not a crash loop.
+    stable_after = float(os.environ.get("DEVSTACK_STABLE_AFTER_S", STABLE_AFTER_S))
+    supervisor = Supervisor([], stable_after_s=stable_after)
     code = 0
     try:
         for service in stack:
-            service.start()
-            started.append(service)
-            service.wait_ready()
-        print(f"renewal schedule: {ensure_renewal_schedule()}", flush=True)
-        print(banner(), flush=True)
+            if stopping:
+                break
+            supervisor.start(service)
+            service.wait_ready(cancelled=lambda: stopping)
+        if not stopping:
+            print(f"renewal schedule: {ensure_renewal_schedule()}", flush=True)
+            print(banner(args.workers, ports), flush=True)
         while not stopping:
-            for service in started:
-                if service.process and service.process.poll() is not None:
-                    print(
-                        f"{service.name} exited ({service.process.returncode}); stopping",
-                        file=sys.stderr,
-                    )
-                    stopping, code = True, 1
-            time.sleep(0.5)
+            supervisor.check()
+            time.sleep(0.2)
     except RuntimeError as err:
         print(f"stack failed to start: {err}", file=sys.stderr)
         code = 1
     finally:
         print("stopping the stack...", flush=True)
-        for service in reversed(started):
-            service.stop()
+        supervisor.stop_all()
         print("stopped.", flush=True)
     return code
 

@@ -10,6 +10,7 @@ import structlog
 import uvicorn
 
 from sandbox.app import create_app
+from sandbox.state import FaultProfile, FaultSpecError
 
 log = structlog.get_logger("sandbox")
 
@@ -40,20 +41,45 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="refuse orders (20002) on tenants whose client has not accepted us as partner",
     )
+    parser.add_argument(
+        "--faults",
+        default=os.environ.get("SANDBOX_FAULTS", ""),
+        help="random faults on Partner Center calls, e.g. error_rate=0.2,throttle_rate=0.1,"
+        "lost_response_rate=0.05,latency_ms=200 (default: $SANDBOX_FAULTS; none)",
+    )
+    parser.add_argument(
+        "--faults-seed",
+        type=int,
+        default=None,
+        help="seed of the fault RNG, to repeat a run (default: $SANDBOX_FAULTS_SEED; random)",
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    seed = args.faults_seed
+    if seed is None and (env_seed := os.environ.get("SANDBOX_FAULTS_SEED", "").strip()):
+        try:
+            seed = int(env_seed)
+        except ValueError:
+            parser.error(f"SANDBOX_FAULTS_SEED must be an integer, got {env_seed!r}")
+    try:
+        faults = FaultProfile.parse(args.faults, seed=seed)
+    except FaultSpecError as err:
+        parser.error(str(err))
 
     app = create_app(
         state_file=args.state_file,
         provisioning_delay_seconds=args.provisioning_delay,
         token=args.token,
         enforce_relationship=args.enforce_relationship,
+        faults=faults,
     )
     log.info(
         "sandbox.listening",
         url=f"http://{args.host}:{args.port}",
         state_file=str(args.state_file) if args.state_file else None,
         provisioning_delay_seconds=args.provisioning_delay,
+        faults=args.faults or None,
+        faults_seed=seed,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 

@@ -2,23 +2,27 @@
 
 It behaves the way the orchestration must cope with: bearer auth, MS-RequestId idempotency
 (a replay answers the stored first response), 409 for a taken domain, pending provisioning that
-completes after a delay, and injectable faults (429 + Retry-After, 5xx) for retry tests.
+completes after a delay, and faults: one-shot ones set by tests through /sandbox/faults, and
+random ones at given rates (`FaultProfile`, SANDBOX_FAULTS): 5xx and 429 + Retry-After before
+any side effect, and "committed, then the response is lost" (a 502 or a dropped connection).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.state import Fault, SandboxError, SandboxState
+from sandbox.state import Fault, FaultKind, FaultProfile, SandboxError, SandboxState
 
 # Paths that are Partner Center API (auth, faults, idempotency apply); /sandbox/* are controls.
 API_PREFIX = "/v1/"
@@ -78,13 +82,32 @@ class SubscriptionPatch(_Body):
 
 
 class FaultBody(BaseModel):
+    """POST /sandbox/faults. kind "error" (default) needs `status`; kind "lost_response"
+    commits the call and then answers 502 (`lost_as` "502") or drops the connection ("drop")."""
+
+    kind: Literal["error", "lost_response"] = "error"
     method: str | None = None
     path_prefix: str = Field(default=API_PREFIX, pattern=r"^/")
-    status: int = Field(ge=400, le=599)
+    status: int | None = Field(default=None, ge=400, le=599)
     retry_after: float | None = Field(default=None, ge=0)
     times: int = Field(default=1, ge=1)
     code: str | None = None
     description: str | None = None
+    lost_as: Literal["502", "drop"] = "502"
+
+    @model_validator(mode="after")
+    def _status_for_errors(self) -> FaultBody:
+        if self.kind == "error" and self.status is None:
+            raise ValueError("status is required for kind 'error'")
+        return self
+
+
+class NewTenantBody(BaseModel):
+    """POST /sandbox/customers: a client's existing tenant, for link orders."""
+
+    domain: str = Field(min_length=1)
+    company_name: str = "Cliente de prueba SA de CV"
+    relationship: Literal["none", "reseller"] = "none"
 
 
 def _error(status: int, code: str, description: str, **headers: str) -> JSONResponse:
@@ -102,8 +125,12 @@ def create_app(
     *,
     partner_tenant_id: str = "00000000-0000-0000-0000-00000000a5e0",
     enforce_relationship: bool = False,
+    faults: FaultProfile | None = None,
 ) -> FastAPI:
-    """Build the sandbox app; the world is loaded from `state_file` when it exists."""
+    """Build the sandbox app; the world is loaded from `state_file` when it exists.
+
+    `faults` adds random faults and latency to every Partner Center call (never to /sandbox/*).
+    """
     state = SandboxState(
         state_file,
         provisioning_delay_seconds=provisioning_delay_seconds,
@@ -112,7 +139,10 @@ def create_app(
     )
     app = FastAPI(title="Partner Center sandbox", docs_url="/sandbox/docs", redoc_url=None)
     app.state.sandbox = state
-    expected_auth = f"Bearer {token}".encode()
+    app.state.fault_profile = faults or FaultProfile()
+    app.add_middleware(
+        _Gate, state=state, profile=app.state.fault_profile, expected_auth=f"Bearer {token}"
+    )
 
     @app.exception_handler(SandboxError)
     async def _sandbox_error(_: Request, exc: SandboxError) -> JSONResponse:
@@ -120,43 +150,20 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = ", ".join(".".join(str(p) for p in err["loc"][1:]) for err in exc.errors())
+        # A field error names the field; a whole-body rule (model validator) says its message.
+        fields = ", ".join(
+            ".".join(str(p) for p in err["loc"][1:]) or str(err["msg"]) for err in exc.errors()
+        )
         return _error(400, "InvalidInput", f"The request is invalid: {fields or 'body'}.")
 
-    @app.middleware("http")
-    async def _gate(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Auth first, then injected faults: both before any side effect."""
-        path = request.url.path
-        if not path.startswith(API_PREFIX):
-            return await call_next(request)
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected_auth):
-            return _error(401, "Unauthorized", "The bearer token is missing or invalid.")
-        fault = state.take_fault(request.method, path)
-        if fault is not None:
-            headers = {}
-            if fault.retry_after is not None:
-                headers["Retry-After"] = f"{fault.retry_after:g}"
-            return _error(
-                fault.status,
-                fault.code or str(fault.status),
-                fault.description or "Injected sandbox fault.",
-                **headers,
-            )
-        response = await call_next(request)
-        if cid := request.headers.get("MS-CorrelationId"):
-            response.headers["MS-CorrelationId"] = cid
-        return response
-
-    def idempotent_write(request: Request, op: Callable[[], tuple[int, Any]]) -> JSONResponse:
+    def idempotent_write(
+        request: Request, request_id: str | None, op: Callable[[], tuple[int, Any]]
+    ) -> JSONResponse:
         """Run a write once per (method, path, MS-RequestId); repeats get the first answer.
 
         Only successes are remembered, so a refused request can be retried after the cause is
         fixed. Side effect, replay record and persistence happen under one lock.
         """
-        request_id = request.headers.get("MS-RequestId")
         key = f"{request.method} {request.url.path} {request_id}" if request_id else None
         with state.lock:
             if key is not None and (stored := state.replay(key)) is not None:
@@ -201,12 +208,14 @@ def create_app(
     @app.post("/v1/customers")
     async def create_customer(request: Request, body: NewCustomerBody) -> JSONResponse:
         billing = body.billingProfile.model_dump(exclude_none=True)
+        request_id = request.headers.get("MS-RequestId")
         return idempotent_write(
             request,
+            request_id,
             lambda: (
                 201,
                 state.create_customer(
-                    body.companyProfile.domain, billing, body.associatedPartnerId
+                    body.companyProfile.domain, billing, body.associatedPartnerId, request_id
                 ),
             ),
         )
@@ -223,7 +232,20 @@ def create_app(
     @app.post("/v1/customers/{tenant_id}/orders")
     async def create_order(request: Request, tenant_id: str, body: NewOrderBody) -> JSONResponse:
         items = [item.model_dump() for item in body.lineItems]
-        return idempotent_write(request, lambda: (201, state.place_order(tenant_id, items)))
+        request_id = request.headers.get("MS-RequestId")
+        return idempotent_write(
+            request, request_id, lambda: (201, state.place_order(tenant_id, items, request_id))
+        )
+
+    @app.get("/v1/customers/{tenant_id}/orders")
+    async def list_orders(tenant_id: str) -> dict[str, Any]:
+        items = state.list_orders(tenant_id)
+        return {
+            "totalCount": len(items),
+            "items": items,
+            "links": {},
+            "attributes": {"objectType": "Collection"},
+        }
 
     @app.get("/v1/customers/{tenant_id}/orders/{order_id}")
     async def get_order(tenant_id: str, order_id: str) -> dict[str, Any]:
@@ -250,6 +272,7 @@ def create_app(
         status = body.status.lower()
         return idempotent_write(
             request,
+            request.headers.get("MS-RequestId"),
             lambda: (200, state.set_subscription_status(tenant_id, subscription_id, status)),
         )
 
@@ -267,6 +290,16 @@ def create_app(
     async def stats() -> dict[str, int]:
         return state.stats()
 
+    @app.get("/sandbox/world")
+    async def world() -> dict[str, Any]:
+        """Every customer and order with its origin and MS-RequestId, plus the stats."""
+        return state.world_summary()
+
+    @app.post("/sandbox/customers", status_code=201)
+    async def add_tenant(body: NewTenantBody) -> dict[str, Any]:
+        """Add a client's existing tenant (for link orders); not a Partner Center effect."""
+        return state.add_tenant(body.domain, body.company_name, body.relationship)
+
     @app.post("/sandbox/customers/{domain}/accept")
     async def accept(domain: str) -> dict[str, Any]:
         """Simulate the client's Global Admin accepting us (and the distributor) as partners."""
@@ -277,9 +310,132 @@ def create_app(
         state.add_fault(Fault(**body.model_dump()))
         return body.model_dump()
 
+    @app.get("/sandbox/faults")
+    async def fault_profile() -> dict[str, Any]:
+        """The random fault rates in force (from SANDBOX_FAULTS) and the one-shot faults left."""
+        profile = app.state.fault_profile
+        return {
+            "error_rate": profile.error_rate,
+            "throttle_rate": profile.throttle_rate,
+            "lost_response_rate": profile.lost_response_rate,
+            "latency_ms": profile.latency_ms,
+            "retry_after_s": profile.retry_after_s,
+            "seed": profile.seed,
+            "pending": len(state.faults),
+        }
+
     @app.post("/sandbox/reset")
     async def reset() -> dict[str, str]:
         state.reset()
         return {"status": "reset"}
 
     return app
+
+
+class _Gate:
+    """Pure ASGI middleware on /v1/ paths: auth, latency, then faults, then the API.
+
+    Pure ASGI (not @app.middleware) because a lost response must let the endpoint commit and
+    then either answer 502 or drop the connection after the status line: both need control of
+    the raw `send`.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, state: SandboxState, profile: FaultProfile, expected_auth: str
+    ) -> None:
+        self.app = app
+        self.state = state
+        self.profile = profile
+        self.expected_auth = expected_auth.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected_auth):
+            answer = _error(401, "Unauthorized", "The bearer token is missing or invalid.")
+            await answer(scope, receive, send)
+            return
+        if self.profile.latency_ms > 0:
+            await asyncio.sleep(self.profile.latency_ms / 1000)
+        method, path = scope["method"], scope["path"]
+        lost_as: str | None = None
+        fault = self.state.take_fault(method, path)
+        if fault is not None and fault.kind == "error":
+            extra = (
+                {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+            )
+            assert fault.status is not None
+            answer = _error(
+                fault.status,
+                fault.code or str(fault.status),
+                fault.description or "Injected sandbox fault.",
+                **extra,
+            )
+            await answer(scope, receive, send)
+            return
+        if fault is not None:
+            lost_as = fault.lost_as
+        elif (kind := self.profile.draw(method)) is not None:
+            if kind == "lost_response":
+                lost_as = self.profile.rng.choice(("502", "drop"))
+            else:
+                await self._random_fault(kind, scope, receive, send)
+                return
+        correlation = headers.get(b"ms-correlationid")
+        if lost_as is None:
+            await self.app(scope, receive, _with_correlation(send, correlation))
+            return
+        # Commit, keep the answer from the caller.
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.app(scope, receive, hold)
+        status = held[0]["status"] if held else 500
+        if status >= 300:  # nothing committed: nothing to lose, answer as is
+            for message in held:
+                await send(message)
+            return
+        self.state.count_fault("lost_response")
+        if lost_as == "502":
+            answer = _error(502, "BadGateway", "The upstream connection was reset.")
+            await answer(scope, receive, send)
+            return
+        # Dropped: the status line goes out, the body never does; returning without completing
+        # makes the server close the connection (the client sees a protocol error).
+        start = dict(held[0])
+        await send(start)
+
+    async def _random_fault(
+        self, kind: FaultKind, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        self.state.count_fault(kind)
+        if kind == "throttle":
+            answer = _error(
+                429,
+                "TooManyRequests",
+                "Rate limit exceeded (injected).",
+                **{"Retry-After": f"{self.profile.retry_after_s:g}"},
+            )
+        else:
+            status = self.profile.rng.choice((500, 503))
+            answer = _error(status, str(status), "Injected sandbox fault.")
+        await answer(scope, receive, send)
+
+
+def _with_correlation(send: Send, correlation: bytes | None) -> Send:
+    if not correlation:
+        return send
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {
+                **message,
+                "headers": [*message.get("headers", []), (b"ms-correlationid", correlation)],
+            }
+        await send(message)
+
+    return wrapped

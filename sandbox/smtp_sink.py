@@ -3,13 +3,22 @@
 It is a real SMTP server (aiosmtpd), so the mailer is exercised over a real SMTP conversation,
 and what "was sent" can be opened in any mail client or read back by tests.
 
-    python -m sandbox.smtp_sink --port 1025 --outbox .data/outbox
+    python -m sandbox.smtp_sink --port 1025 --outbox .data/outbox [--refuse '*@rechazado.mx']
+
+Tests steer it like a real mail server misbehaving:
+- `refuse(pattern, code=550)`: RCPT TO for matching recipients (exact address or glob, case
+  insensitive) is answered `code` (5xx: permanent, 4xx: transient) until `accept_all()`;
+- `outage()` (or `stop()` ... `start()`): nothing listens on the port, connections are refused;
+  `unavailable(421)` ... `available()`: the server answers but refuses every MAIL FROM;
+- `deliveries()`, `duplicates()`: what was kept, with Message-ID and X-CSP-Key, and which
+  Message-IDs were delivered more than once; `refused_attempts()`: every refusal served.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import email
 import email.policy
 import hashlib
@@ -18,8 +27,12 @@ import re
 import signal
 import socket
 import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from fnmatch import fnmatchcase
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -61,9 +74,87 @@ def write_eml(outbox: Path, content: bytes, received_at: datetime) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One kept message, as the tests and the chaos benchmark count them."""
+
+    path: Path
+    message_id: str | None
+    csp_key: str | None
+    kind: str | None
+    to: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One refusal the sink served: at RCPT TO (`address` set) or at MAIL FROM (outage)."""
+
+    address: str
+    code: int
+    at: datetime
+
+
+def read_outbox(outbox: Path) -> list[tuple[Path, EmailMessage]]:
+    """Every .eml in `outbox`, parsed, oldest first (names start with the UTC receive time)."""
+    if not outbox.is_dir():
+        return []
+    messages: list[tuple[Path, EmailMessage]] = []
+    for path in sorted(outbox.glob("*.eml")):
+        # Stored with SMTP's CRLF line ends; parse with Python's, so bodies read naturally.
+        data = path.read_bytes().replace(b"\r\n", b"\n")
+        parsed = email.message_from_bytes(data, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        messages.append((path, parsed))
+    return messages
+
+
+class _Rules:
+    """What the sink refuses right now; shared by the test thread and the server thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.refusals: list[tuple[str, int, str]] = []  # (lowercase pattern, code, text)
+        self.unavailable: tuple[int, str] | None = None
+        self.served: list[Refusal] = []
+
+    def for_recipient(self, address: str) -> tuple[int, str] | None:
+        with self.lock:
+            for pattern, code, text in self.refusals:
+                if fnmatchcase(address.lower(), pattern):
+                    self.served.append(Refusal(address, code, datetime.now(UTC)))
+                    return code, text
+            return None
+
+    def for_sender(self, address: str) -> tuple[int, str] | None:
+        with self.lock:
+            if self.unavailable is not None:
+                self.served.append(Refusal(address, self.unavailable[0], datetime.now(UTC)))
+            return self.unavailable
+
+
 class _OutboxHandler:
-    def __init__(self, outbox: Path) -> None:
+    def __init__(self, outbox: Path, rules: _Rules) -> None:
         self.outbox = outbox
+        self.rules = rules
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if (refused := self.rules.for_sender(address)) is not None:
+            return f"{refused[0]} {refused[1]}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if (refused := self.rules.for_recipient(address)) is not None:
+            return f"{refused[0]} {refused[1]}"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content
@@ -89,13 +180,14 @@ class SmtpSink:
         self.host = host
         self.port = port or free_port(host)
         self._controller: Controller | None = None
+        self._rules = _Rules()
 
     def start(self) -> SmtpSink:
         if self._controller is not None:
             return self
         self.outbox.mkdir(parents=True, exist_ok=True)
         controller = Controller(
-            _OutboxHandler(self.outbox),
+            _OutboxHandler(self.outbox, self._rules),
             hostname=self.host,
             port=self.port,
             # A fixed greeting name: the default looks up the FQDN, which can stall on DNS.
@@ -107,22 +199,88 @@ class SmtpSink:
         return self
 
     def stop(self) -> None:
+        """Stop listening: connections to the port are refused until start() (same port)."""
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
 
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[SmtpSink]:
+        """The mail server is down (connection refused) inside the block, back up after it."""
+        self.stop()
+        try:
+            yield self
+        finally:
+            self.start()
+
+    # -- refusals ----------------------------------------------------------------------------
+
+    def refuse(self, pattern: str, code: int = 550, text: str | None = None) -> None:
+        """Answer RCPT TO for recipients matching `pattern` (an address, or a glob such as
+        `*@rechazado.mx`; case-insensitive) with `code` until accept_all()."""
+        if not 400 <= code <= 599:
+            raise ValueError(f"refuse: code must be a 4xx or 5xx SMTP reply, got {code}")
+        default = "5.1.1 Mailbox unavailable" if code >= 500 else "4.2.1 Try again later"
+        with self._rules.lock:
+            self._rules.refusals.append((pattern.lower(), code, text or default))
+
+    def unavailable(self, code: int = 421, text: str = "4.3.2 Service not available") -> None:
+        """Answer every MAIL FROM with `code` (the server is up but not taking mail)."""
+        with self._rules.lock:
+            self._rules.unavailable = (code, text)
+
+    def available(self) -> None:
+        with self._rules.lock:
+            self._rules.unavailable = None
+
+    def accept_all(self) -> None:
+        """Forget every refusal rule and unavailability: recovery."""
+        with self._rules.lock:
+            self._rules.refusals.clear()
+            self._rules.unavailable = None
+
+    def refused_attempts(self) -> list[Refusal]:
+        with self._rules.lock:
+            return list(self._rules.served)
+
+    # -- what was kept -------------------------------------------------------------------------
+
+    def deliveries(self) -> list[Delivery]:
+        """Every kept message with its Message-ID and X-CSP-Key, oldest first."""
+        kept = []
+        for path, message in self._read():
+            message_id, key, kind = (
+                message["Message-ID"],
+                message["X-CSP-Key"],
+                message["X-CSP-Kind"],
+            )
+            kept.append(
+                Delivery(
+                    path=path,
+                    message_id=str(message_id).strip() if message_id else None,
+                    csp_key=str(key) if key else None,
+                    kind=str(kind) if kind else None,
+                    to=str(message["X-Sink-Envelope-To"] or message["To"] or ""),
+                    subject=str(message["Subject"] or ""),
+                )
+            )
+        return kept
+
+    def duplicates(self) -> dict[str, int]:
+        """Message-IDs delivered more than once, with how many times."""
+        counts = Counter(d.message_id for d in self.deliveries() if d.message_id)
+        return {message_id: n for message_id, n in counts.items() if n > 1}
+
     def messages(self) -> list[EmailMessage]:
         """Every kept message, oldest first (file names start with the UTC receive time)."""
-        if not self.outbox.is_dir():
-            return []
-        messages: list[EmailMessage] = []
-        for path in sorted(self.outbox.glob("*.eml")):
-            # Stored with SMTP's CRLF line ends; parse with Python's, so bodies read naturally.
-            data = path.read_bytes().replace(b"\r\n", b"\n")
-            parsed = email.message_from_bytes(data, policy=email.policy.default)
-            assert isinstance(parsed, EmailMessage)
-            messages.append(parsed)
-        return messages
+        return [message for _, message in self._read()]
+
+    def _read(self) -> list[tuple[Path, EmailMessage]]:
+        return read_outbox(self.outbox)
 
     def __enter__(self) -> SmtpSink:
         return self.start()
@@ -151,11 +309,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=HOST, help=f"address to listen on (default {HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="default 1025")
     parser.add_argument("--outbox", type=Path, default=DEFAULT_OUTBOX, help="default .data/outbox")
+    parser.add_argument(
+        "--refuse",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="answer 550 to recipients matching this address or glob (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with SmtpSink(args.outbox, port=args.port, host=args.host) as sink:
+        for pattern in args.refuse:
+            sink.refuse(pattern)
         print(
             f"SMTP sink listening on {sink.host}:{sink.port}, writing to {sink.outbox}/ "
             "(Ctrl-C to stop)",

@@ -1,5 +1,8 @@
 """The sandbox's world: customers, orders, subscriptions, idempotent replays, faults, stats.
 
+Stats count real effects only (what a partner would be billed for or see in its customer
+list); faults served and replays are counted apart, so a lost response counts its effect once.
+
 Kept as plain JSON-able dicts in Partner Center's own resource shapes, so persisting is a
 json.dump and answering is returning the stored resource. Every write persists the whole
 world (it is small) atomically, so restarting the dev stack keeps what was created.
@@ -10,15 +13,16 @@ from __future__ import annotations
 import copy
 import json
 import os
+import random
 import re
 import secrets
 import string
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ONMICROSOFT_SUFFIX = ".onmicrosoft.com"
 _PREFIX_RE = re.compile(r"^[a-z0-9]{1,27}$")
@@ -30,9 +34,21 @@ STAT_KEYS = (
     "subscriptions_suspended",
     "subscriptions_reactivated",
     "relationships_accepted",
+    # Tenants added through the /sandbox/customers control (not Partner Center effects).
+    "tenants_added",
+    # Orders with the same tenant and line items as an earlier order placed under another
+    # MS-RequestId: a double placement when every order has its own tenant (chaos benchmark).
+    "duplicate_orders",
     "requests_replayed",
+    # Faults apart from effects: total, and by kind (error = 5xx, throttle = 429,
+    # lost_response = committed then answered 502 or dropped).
     "faults_served",
+    "faults_served_error",
+    "faults_served_throttle",
+    "faults_served_lost_response",
 )
+FaultKind = Literal["error", "throttle", "lost_response"]
+LostAs = Literal["502", "drop"]
 
 # Stable ids for the seeded world, so demos and tests can name them.
 NORTHWIND_TENANT = "4f3c6a1e-2b7d-4e59-9a0c-6d1e8b2f7a31"
@@ -158,21 +174,113 @@ def seeded_world() -> dict[str, Any]:
         "subscriptions": {},  # tenant -> subscription id -> subscription resource
         "ready_at": {},  # order id -> when its subscriptions finish provisioning
         "replays": {},  # "METHOD path requestId" -> {"status", "body"}
+        # Sandbox-only bookkeeping (never in Partner Center answers), for /sandbox/world:
+        "customer_meta": {},  # tenant -> {"origin": "seed"|"api"|"control", "request_id"}
+        "order_meta": {},  # order id -> {"request_id", "fingerprint"}
         "stats": dict.fromkeys(STAT_KEYS, 0),
     }
 
 
 @dataclass
 class Fault:
-    """Make the next `times` matching calls fail (retry tests)."""
+    """Make the next `times` matching calls fail (retry tests).
+
+    kind "error" answers `status` before any side effect; kind "lost_response" lets the call
+    commit (effect and replay record stored) and then loses the answer: a 502, or the
+    connection dropped before the body (`lost_as`).
+    """
 
     path_prefix: str
-    status: int
+    status: int | None = None
     method: str | None = None
     retry_after: float | None = None
     times: int = 1
     code: str | None = None
     description: str | None = None
+    kind: Literal["error", "lost_response"] = "error"
+    lost_as: LostAs = "502"
+
+
+_FAULT_RATE_KEYS = ("error_rate", "throttle_rate", "lost_response_rate")
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class FaultSpecError(ValueError):
+    """A SANDBOX_FAULTS spec that cannot be used; the message names the key and the rule."""
+
+
+@dataclass
+class FaultProfile:
+    """Random faults on every Partner Center call, e.g. from
+    `SANDBOX_FAULTS=error_rate=0.2,throttle_rate=0.1,lost_response_rate=0.05,latency_ms=200`.
+
+    One draw per call decides: a 5xx (no effect), a 429 with Retry-After (no effect), or, for
+    writes only, "committed then lost". The RNG is seeded so a run can be repeated.
+    """
+
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    latency_ms: float = 0.0
+    retry_after_s: float = 1.0
+    seed: int | None = None
+    rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for key in _FAULT_RATE_KEYS:
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise FaultSpecError(f"SANDBOX_FAULTS: {key} must be between 0 and 1, got {value}")
+        if sum(getattr(self, key) for key in _FAULT_RATE_KEYS) > 1.0:
+            raise FaultSpecError(
+                "SANDBOX_FAULTS: error_rate + throttle_rate + lost_response_rate must not exceed 1"
+            )
+        for key in ("latency_ms", "retry_after_s"):
+            if getattr(self, key) < 0:
+                raise FaultSpecError(f"SANDBOX_FAULTS: {key} must be >= 0")
+        self.rng = random.Random(self.seed)
+
+    @classmethod
+    def parse(cls, spec: str | None, seed: int | None = None) -> FaultProfile:
+        """`key=value,key=value`; keys: error_rate, throttle_rate, lost_response_rate (0..1),
+        latency_ms, retry_after_s (>= 0). Empty or None: no faults."""
+        values: dict[str, float] = {}
+        allowed = (*_FAULT_RATE_KEYS, "latency_ms", "retry_after_s")
+        for part in (spec or "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, raw = part.partition("=")
+            key = key.strip()
+            if not sep:
+                raise FaultSpecError(f"SANDBOX_FAULTS: {part!r} is not key=value")
+            if key not in allowed:
+                raise FaultSpecError(
+                    f"SANDBOX_FAULTS: unknown key {key!r} (known: {', '.join(allowed)})"
+                )
+            try:
+                values[key] = float(raw)
+            except ValueError:
+                raise FaultSpecError(
+                    f"SANDBOX_FAULTS: {key} must be a number, got {raw.strip()!r}"
+                ) from None
+        return cls(**values, seed=seed)
+
+    @property
+    def active(self) -> bool:
+        return self.latency_ms > 0 or any(getattr(self, key) for key in _FAULT_RATE_KEYS)
+
+    def draw(self, method: str) -> FaultKind | None:
+        roll = self.rng.random()
+        if roll < self.error_rate:
+            return "error"
+        roll -= self.error_rate
+        if roll < self.throttle_rate:
+            return "throttle"
+        roll -= self.throttle_rate
+        if roll < self.lost_response_rate and method.upper() in WRITE_METHODS:
+            return "lost_response"
+        return None
 
 
 class SandboxState:
@@ -203,6 +311,8 @@ class SandboxState:
         if self.state_file is None or not self.state_file.exists():
             return None
         world = json.loads(self.state_file.read_text(encoding="utf-8"))
+        world.setdefault("customer_meta", {})
+        world.setdefault("order_meta", {})
         stats = world.setdefault("stats", {})
         for key in STAT_KEYS:
             stats.setdefault(key, 0)
@@ -245,9 +355,15 @@ class SandboxState:
                 fault.times -= 1
                 if fault.times <= 0:
                     self.faults.remove(fault)
-                self.bump("faults_served")
+                if fault.kind == "error":  # a lost response is counted once it is lost
+                    self.count_fault("throttle" if fault.status == 429 else "error")
                 return fault
             return None
+
+    def count_fault(self, kind: FaultKind) -> None:
+        with self.lock:
+            self.bump("faults_served")
+            self.bump(f"faults_served_{kind}")
 
     def replay(self, key: str) -> dict[str, Any] | None:
         with self.lock:
@@ -291,10 +407,7 @@ class SandboxState:
             raise SandboxError(404, "CustomerNotFound", f"Customer {tenant_id} was not found.")
         return customer
 
-    def create_customer(
-        self, domain: str, billing_profile: dict[str, Any], associated_partner_id: str | None
-    ) -> dict[str, Any]:
-        """Create a tenant; answer the resource plus generated admin credentials."""
+    def _check_new_domain(self, domain: str) -> str:
         domain = domain.strip().lower()
         prefix = domain.removesuffix(ONMICROSOFT_SUFFIX)
         if not domain.endswith(ONMICROSOFT_SUFFIX) or not _PREFIX_RE.match(prefix):
@@ -308,6 +421,17 @@ class SandboxState:
             raise SandboxError(
                 409, "DomainAlreadyExists", f"The domain {domain} is already in use."
             )
+        return domain
+
+    def create_customer(
+        self,
+        domain: str,
+        billing_profile: dict[str, Any],
+        associated_partner_id: str | None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a tenant; answer the resource plus generated admin credentials."""
+        domain = self._check_new_domain(domain)
         tenant_id = str(uuid.uuid4())
         resource = _customer_resource(
             tenant_id, domain, billing_profile.get("companyName", ""), "reseller", billing_profile
@@ -315,10 +439,61 @@ class SandboxState:
         if associated_partner_id:
             resource["associatedPartnerId"] = associated_partner_id
         self.world["customers"][tenant_id] = resource
+        self.world["customer_meta"][tenant_id] = {"origin": "api", "request_id": request_id}
         self.bump("customers_created")
         answer = copy.deepcopy(resource)
         answer["userCredentials"] = {"userName": "admin", "password": _password()}
         return answer
+
+    def add_tenant(self, domain: str, company_name: str, relationship: str) -> dict[str, Any]:
+        """A tenant that exists in Microsoft's world (a client's own), for link orders:
+        relationship "reseller" (already ours) or "none" (needs the client's acceptance)."""
+        with self.lock:
+            domain = self._check_new_domain(domain)
+            tenant_id = str(uuid.uuid4())
+            resource = _customer_resource(tenant_id, domain, company_name, relationship, {})
+            self.world["customers"][tenant_id] = resource
+            self.world["customer_meta"][tenant_id] = {"origin": "control", "request_id": None}
+            self.bump("tenants_added")
+            self.save()
+            return copy.deepcopy(resource)
+
+    def world_summary(self) -> dict[str, Any]:
+        """Every customer and order with where it came from (GET /sandbox/world)."""
+        with self.lock:
+            customers = []
+            for tenant_id, customer in self.world["customers"].items():
+                meta = self.world["customer_meta"].get(tenant_id, {"origin": "seed"})
+                customers.append(
+                    {
+                        "tenant_id": tenant_id,
+                        "domain": customer["companyProfile"]["domain"],
+                        "relationship": customer["relationshipToPartner"],
+                        "origin": meta.get("origin", "seed"),
+                        "request_id": meta.get("request_id"),
+                    }
+                )
+            orders = []
+            for tenant_id, by_id in self.world["orders"].items():
+                self._refresh(tenant_id)
+                domain = self.world["customers"][tenant_id]["companyProfile"]["domain"]
+                for order_id, order in by_id.items():
+                    meta = self.world["order_meta"].get(order_id, {})
+                    orders.append(
+                        {
+                            "order_id": order_id,
+                            "tenant_id": tenant_id,
+                            "domain": domain,
+                            "status": order["status"],
+                            "request_id": meta.get("request_id"),
+                            "line_items": [
+                                {"offerId": item["offerId"], "quantity": item["quantity"]}
+                                for item in order["lineItems"]
+                            ],
+                            "creationDate": order["creationDate"],
+                        }
+                    )
+            return {"customers": customers, "orders": orders, "stats": dict(self.world["stats"])}
 
     def accept_relationship(self, domain: str) -> dict[str, Any]:
         with self.lock:
@@ -357,7 +532,16 @@ class SandboxState:
                     sub["status"] = "active"
             order["status"] = "completed"
 
-    def place_order(self, tenant_id: str, line_items: list[dict[str, Any]]) -> dict[str, Any]:
+    @staticmethod
+    def _fingerprint(tenant_id: str, line_items: list[dict[str, Any]]) -> str:
+        lines = sorted(
+            (i["offerId"], i["quantity"], i["termDuration"], i["billingCycle"]) for i in line_items
+        )
+        return json.dumps([tenant_id, lines])
+
+    def place_order(
+        self, tenant_id: str, line_items: list[dict[str, Any]], request_id: str | None = None
+    ) -> dict[str, Any]:
         customer = self.get_customer(tenant_id)
         if self.enforce_relationship and customer["relationshipToPartner"] != "reseller":
             raise SandboxError(403, "20002", "There is no commerce relationship with the customer.")
@@ -396,7 +580,14 @@ class SandboxState:
             "creationDate": iso(now),
             "attributes": {"objectType": "Order"},
         }
+        fingerprint = self._fingerprint(tenant_id, line_items)
+        if any(
+            meta.get("fingerprint") == fingerprint and meta.get("request_id") != request_id
+            for meta in self.world["order_meta"].values()
+        ):
+            self.bump("duplicate_orders")
         self.world["orders"].setdefault(tenant_id, {})[order_id] = order
+        self.world["order_meta"][order_id] = {"request_id": request_id, "fingerprint": fingerprint}
         self.world["ready_at"][order_id] = iso(now + self.provisioning_delay)
         self.bump("orders_created")
         self.bump("subscriptions_created", len(items))
@@ -411,6 +602,12 @@ class SandboxState:
             if order is None:
                 raise SandboxError(404, "OrderNotFound", f"Order {order_id} was not found.")
             return copy.deepcopy(order)
+
+    def list_orders(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            self.get_customer(tenant_id)
+            self._refresh(tenant_id)
+            return [copy.deepcopy(o) for o in self.world["orders"].get(tenant_id, {}).values()]
 
     def list_subscriptions(self, tenant_id: str, order_id: str | None) -> list[dict[str, Any]]:
         with self.lock:

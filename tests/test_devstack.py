@@ -1,0 +1,117 @@
+"""The local stack's supervision, on toy services (the real stack is never started here)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+
+from devstack import Service, Supervisor, parse_args
+from sandbox.smtp_sink import free_port
+
+LISTENER = (
+    "import socket, sys, time\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+    "time.sleep(120)\n"
+)
+
+
+def until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_a_killed_service_is_restarted_on_its_port_and_the_log_says_so() -> None:
+    port = free_port()
+    toy = Service("worker-1", [sys.executable, "-c", LISTENER, str(port)], port)
+    lines: list[str] = []
+    supervisor = Supervisor([], lines.append, first_delay_s=0.2)
+    supervisor.start(toy)
+    try:
+        toy.wait_ready(10)
+        assert toy.process is not None
+        first_pid = toy.process.pid
+
+        os.kill(first_pid, signal.SIGKILL)
+        until(lambda: (supervisor.check(), any("restarted" in line for line in lines))[1])
+
+        assert lines[0] == "worker-1 exited (-9); restarting in 0.2 s"
+        assert toy.process.pid != first_pid
+        assert lines[1] == f"worker-1 restarted (pid {toy.process.pid})"
+        toy.wait_ready(10)
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+    finally:
+        supervisor.stop_all()
+    assert toy.exit_code() is not None  # stopped, nothing left behind
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets_after_a_stable_minute() -> None:
+    clock = FakeClock()
+    crashing = Service("sandbox", [sys.executable, "-c", "raise SystemExit(3)"])
+    lines: list[str] = []
+    supervisor = Supervisor([], lines.append, clock=clock)
+    delays = []
+    supervisor.start(crashing)
+    try:
+        for _ in range(7):
+            assert crashing.process is not None
+            crashing.process.wait(10)
+            supervisor.check()  # notices the exit, schedules the restart
+            delays.append(lines[-1])
+            assert crashing.restart_at is not None
+            clock.now = crashing.restart_at
+            supervisor.check()  # restarts it
+        assert delays == [
+            f"sandbox exited (3); restarting in {d} s" for d in (1, 2, 4, 8, 16, 30, 30)
+        ]
+        # Up for a minute, then dies: a fresh incident, back to the first delay.
+        crashing.process.wait(10)
+        clock.now += 60
+        supervisor.check()
+        assert lines[-1] == "sandbox exited (3); restarting in 1 s"
+    finally:
+        supervisor.stop_all()
+
+
+def test_stopping_during_a_backoff_wait_starts_nothing() -> None:
+    clock = FakeClock()
+    crashing = Service("smtp-sink", [sys.executable, "-c", "raise SystemExit(1)"])
+    supervisor = Supervisor([], lambda _: None, clock=clock)
+    supervisor.start(crashing)
+    assert crashing.process is not None
+    crashing.process.wait(10)
+    supervisor.check()
+    first = crashing.process
+
+    supervisor.stop_all()
+    clock.now += 60
+    supervisor.check()
+
+    assert crashing.process is first and crashing.restart_at is None
+
+
+def test_workers_option(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("WORKERS", "2")
+    assert parse_args([]).workers == 2
+    assert parse_args(["--workers", "3"]).workers == 3
+    monkeypatch.setenv("WORKERS", "two")
+    try:
+        parse_args([])
+    except SystemExit as exited:
+        assert exited.code == 2
+    else:
+        raise AssertionError("WORKERS=two was accepted")
