@@ -167,6 +167,8 @@ async def order_status(client: Client, order_id: str) -> OrderStatus:
                 f"order {order_id} not found: no workflow {handle.id} in namespace "
                 f"{client.namespace} (check the order id)"
             ) from err
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise  # Temporal itself is unreachable: not a fact about the order
         raise OrderRefused(f"order {order_id}: {err.message}") from err
 
 

@@ -1,18 +1,23 @@
 """An order id is remembered beyond Temporal's retention: the registry judges a resubmit.
 
-Against the real time-skipping server and a SQLite registry. "After retention" is the state
+Against a real time-skipping server and a SQLite registry. "After retention" is the state
 Temporal leaves behind once it has dropped a closed run: the registry holds the order, the
 server has no workflow for it.
+
+The server is this module's own: some tests start an order workflow with no worker (it just
+waits, visibly), and such a workflow would keep the shared server from skipping time.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -22,8 +27,26 @@ from csp_core.models import Order, parse_order
 from csp_core.registry import Registry
 from csp_core.settings import Settings
 from csp_core.stages import OrderStage
+from temporalutil import search_attributes as sa
+from temporalutil.converter import DATA_CONVERTER
+from tests.conftest import TEST_SERVER
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "order-create.json"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=TEST_SERVER, data_converter=DATA_CONVERTER
+    )
+    async with env:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={k.name: k.indexed_value_type.value for k in sa.ALL},
+            )
+        )
+        yield env
 
 
 def fresh_order() -> Order:
