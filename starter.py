@@ -1,7 +1,7 @@
 """The CLI for order systems and ops: `python starter.py --help` (installed as `csp`).
 
-Input is validated before anything starts; exit codes: 0 ok, 2 invalid input, 3 refused,
-4 not found, 5 Temporal unreachable.
+Input is validated before anything starts; exit codes: 0 ok (also: an order already processed,
+answered from the registry), 2 invalid input, 3 refused, 4 not found, 5 Temporal unreachable.
 """
 
 from __future__ import annotations
@@ -16,22 +16,25 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import orders as order_api
 from api import renewals as renewal_api
 from csp_core.billing import open_period, parse_period
-from csp_core.models import OrderValidationError, parse_order
+from csp_core.models import OrderValidationError, TenantMode, parse_order
 from csp_core.registry import (
     ChargeAlreadyPaid,
     CredentialsAlreadyRevealed,
     CredentialsNotFound,
+    OrderRecord,
     Registry,
+    TenantOrigin,
     UnknownCharge,
     UnknownSubscription,
 )
 from csp_core.renewals import CycleResult
 from csp_core.secrets import SecretVault
-from csp_core.settings import get_settings
+from csp_core.settings import Settings, get_settings
 from csp_core.stages import PaymentStatus
 from csp_core.timezones import zone
 from temporalutil.client import TemporalUnreachable, connect
@@ -55,11 +58,24 @@ EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 2, 3, 4, 5
 T = TypeVar("T")
 
 
+def _unreachable(settings: Settings) -> str:
+    # One line: the transport's internals (tonic/hyper errors) help nobody at a terminal.
+    return (
+        f"cannot connect to Temporal at {settings.temporal_address} "
+        f"(namespace {settings.temporal_namespace}): is it running? "
+        "Start it (make run) or set TEMPORAL_ADDRESS to its host:port"
+    )
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except TemporalUnreachable as err:
-        raise _fail(str(err), EXIT_UNAVAILABLE) from err
+        raise _fail(_unreachable(get_settings()), EXIT_UNAVAILABLE) from err
+    except RPCError as err:
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise _fail(_unreachable(get_settings()), EXIT_UNAVAILABLE) from err
+        raise
     except PayloadKeyError as err:
         raise _fail(str(err), EXIT_INVALID) from err
     finally:
@@ -81,10 +97,11 @@ def order_submit(
 ) -> None:
     """Validate orders and start their workflows (idempotent). Every file is validated before
     any order is started: one bad file starts nothing."""
+    settings = get_settings()
     orders, problems = [], []
     for file in files:
         try:
-            orders.append(parse_order(file.read_bytes()))
+            orders.append(parse_order(file.read_bytes(), settings.order_countries))
         except OSError as err:
             problems.append(f"cannot read {file}: {err.strerror}")
         except OrderValidationError as err:
@@ -93,24 +110,27 @@ def order_submit(
         raise _fail("\n".join(problems), EXIT_INVALID)
 
     async def submit() -> list[order_api.SubmitResult | order_api.OrderRefused]:
-        settings = get_settings()
         client = await connect(settings)
         outcomes: list[order_api.SubmitResult | order_api.OrderRefused] = []
         for order in orders:
             try:
-                outcomes.append(await order_api.submit_order(client, order, settings))
+                outcomes.append(await order_api.submit_order(client, registry, order, settings))
             except order_api.OrderRefused as err:
                 outcomes.append(err)
         return outcomes
 
+    registry = _registry()
+    try:
+        results = _run(submit())
+    finally:
+        registry.dispose()
     refused = False
-    for outcome in _run(submit()):
+    for outcome in results:
         if isinstance(outcome, order_api.OrderRefused):
             typer.secho(str(outcome), fg=typer.colors.RED, err=True)
             refused = True
             continue
-        verb = "started" if outcome.created else "already submitted; same workflow"
-        typer.echo(f"{outcome.workflow_id}: {verb} (run {outcome.run_id})")
+        typer.echo(outcome.describe())
     if refused:
         raise typer.Exit(EXIT_REFUSED)
 
@@ -124,6 +144,12 @@ def order_status(order_id: str, as_json: Annotated[bool, typer.Option("--json")]
 
     try:
         status = _run(query())
+    except order_api.OrderNotFound as err:
+        recorded = _recorded(order_id)
+        if recorded is None:
+            raise _fail(str(err), EXIT_NOT_FOUND) from err
+        _echo_recorded(recorded, as_json)
+        return
     except order_api.OrderRefused as err:
         raise _fail(str(err), EXIT_NOT_FOUND) from err
     if as_json:
@@ -157,6 +183,8 @@ def order_accept(
 
     try:
         _run(accept())
+    except order_api.OrderNotFound as err:
+        raise _not_found_or_closed(order_id, err, "has nothing left to accept") from err
     except order_api.OrderRefused as err:
         raise _fail(str(err), EXIT_REFUSED) from err
     typer.echo(f"order {order_id}: partner acceptance recorded; activation continues")
@@ -173,9 +201,45 @@ def order_cancel(
 
     try:
         _run(cancel())
+    except order_api.OrderNotFound as err:
+        raise _not_found_or_closed(order_id, err, "can no longer be cancelled here") from err
     except order_api.OrderRefused as err:
         raise _fail(str(err), EXIT_REFUSED) from err
     typer.echo(f"order {order_id}: cancellation requested")
+
+
+def _recorded(order_id: str) -> OrderRecord | None:
+    registry = _registry()
+    try:
+        return registry.get_order(order_id)
+    finally:
+        registry.dispose()
+
+
+def _echo_recorded(recorded: OrderRecord, as_json: bool) -> None:
+    """An order whose workflow history is gone (retention), as the registry remembers it."""
+    if as_json:
+        typer.echo(recorded.model_dump_json(indent=2))
+        return
+    typer.echo(f"order {recorded.order_id}: {recorded.stage.value} (from the registry)")
+    typer.echo(f"  tenant      {recorded.domain} ({recorded.tenant_mode.value})")
+    if recorded.provider_order_id:
+        typer.echo(f"  provider    order {recorded.provider_order_id}")
+    if recorded.stage_detail:
+        typer.echo(f"  detail      {recorded.stage_detail}")
+    typer.echo(f"  updated     {recorded.updated_at.isoformat()}")
+
+
+def _not_found_or_closed(order_id: str, err: order_api.OrderNotFound, refusal: str) -> typer.Exit:
+    """Not found (4), unless the registry remembers an order whose workflow is gone (3)."""
+    recorded = _recorded(order_id)
+    if recorded is None:
+        return _fail(str(err), EXIT_NOT_FOUND)
+    return _fail(
+        f"order {order_id} is {recorded.stage.value} (recorded {recorded.updated_at:%Y-%m-%d}) "
+        f"and {refusal}: its workflow has finished",
+        EXIT_REFUSED,
+    )
 
 
 @licenses_app.command("list")
@@ -216,7 +280,7 @@ def credentials_reveal(order_id: str) -> None:
             order_id, SecretVault.from_settings(settings)
         )
     except CredentialsNotFound as err:
-        raise _fail(str(err), EXIT_NOT_FOUND) from err
+        raise _fail(_why_no_credentials(registry, order_id, str(err)), EXIT_NOT_FOUND) from err
     except CredentialsAlreadyRevealed as err:
         raise _fail(str(err), EXIT_REFUSED) from err
     finally:
@@ -224,6 +288,31 @@ def credentials_reveal(order_id: str) -> None:
     typer.echo(f"user:     {username}")
     typer.echo(f"password: {password.get_secret_value()}")
     typer.echo("Shown once: give it to the client's administrator now; it will not be shown again.")
+
+
+def _why_no_credentials(registry: Registry, order_id: str, not_stored: str) -> str:
+    """Only a tenant we created has generated credentials; say which case this order is."""
+    order = registry.get_order(order_id)
+    if order is None:
+        return f"{not_stored}: no order {order_id} is recorded (check the order id)"
+    tenant = registry.get_tenant(order.domain)
+    if order.tenant_mode is TenantMode.LINK or (
+        tenant is not None and tenant.origin is TenantOrigin.LINKED
+    ):
+        return (
+            f"order {order_id} linked the client's existing tenant {order.domain}: linked "
+            "tenants have no generated credentials; the client's own administrator keeps "
+            "signing in with their existing account"
+        )
+    if tenant is not None:
+        return (
+            f"order {order_id} used tenant {order.domain}, which an earlier order created: "
+            "its admin credentials belong to that order (csp credentials reveal <that order>)"
+        )
+    return (
+        f"order {order_id} has no credentials yet: its tenant {order.domain} has not been "
+        f"created (order stage {order.stage.value})"
+    )
 
 
 def _period(value: str) -> str:

@@ -1,7 +1,11 @@
-"""Submitting and steering orders."""
+"""Submitting and steering orders.
+
+Plain async functions over a Temporal client (and the registry), for the CLI and an HTTP API.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from csp_core.models import Order, order_workflow_id
 from csp_core.provisioning import OrderRequest, OrderStatus
+from csp_core.registry import OrderRecord, Registry
 from csp_core.rules import AcceptancePolicy
 from csp_core.settings import Settings
 from csp_core.stages import OrderStage
@@ -35,11 +40,33 @@ class OrderRefused(Exception):
     """The request cannot be taken; the message says why and what to do."""
 
 
+class OrderNotFound(OrderRefused):
+    """No workflow exists for the order id (never submitted, or its history is gone)."""
+
+
 @dataclass(frozen=True)
 class SubmitResult:
     workflow_id: str
     run_id: str | None
     created: bool  # False when the same order had already been submitted
+    # Set when the registry already holds the order's final outcome: nothing was started.
+    recorded: OrderRecord | None = None
+
+    @property
+    def already_processed(self) -> bool:
+        return self.recorded is not None and self.recorded.stage.is_final
+
+    def describe(self) -> str:
+        """One line for people: what happened to this submission."""
+        if self.recorded is not None and self.already_processed:
+            outcome = self.recorded.stage.value
+            if self.recorded.provider_order_id:
+                outcome += f" (provider order {self.recorded.provider_order_id})"
+            elif self.recorded.stage_detail:
+                outcome += f" ({self.recorded.stage_detail})"
+            return f"{self.recorded.order_id}: already processed: {outcome}"
+        verb = "started" if self.created else "already submitted; same workflow"
+        return f"{self.workflow_id}: {verb} (run {self.run_id})"
 
 
 def acceptance_policy(settings: Settings) -> AcceptancePolicy:
@@ -58,11 +85,28 @@ def summary(order: Order) -> str:
     )
 
 
-async def submit_order(client: Client, order: Order, settings: Settings) -> SubmitResult:
+async def submit_order(
+    client: Client, registry: Registry, order: Order, settings: Settings
+) -> SubmitResult:
     """Start the order's workflow once. The same order again returns the same workflow; the
-    same order id with different content is refused."""
+    same order id with different content is refused.
+
+    The registry is the judge, not Temporal: Temporal forgets a closed run after its retention
+    period, the registry does not. An order it holds with a final stage is answered with its
+    recorded outcome and nothing starts; one it holds with other content is refused.
+    """
     workflow_id = order_workflow_id(order.order_id)
     fingerprint = order.fingerprint()
+    recorded = await asyncio.to_thread(registry.get_order, order.order_id)
+    if recorded is not None and recorded.fingerprint != fingerprint:
+        raise OrderRefused(
+            f"order {order.order_id} was already submitted with different content "
+            f"(recorded {recorded.created_at:%Y-%m-%d}, now {recorded.stage.value}); "
+            "an order id cannot be reused: submit the change under a new order id"
+        )
+    if recorded is not None and recorded.stage.is_final:
+        return SubmitResult(workflow_id, None, created=False, recorded=recorded)
+    # Not recorded yet, or still in progress: its workflow is running (join it), or starts now.
     created = False
     description = await _describe(client, workflow_id)
     if description is None:
@@ -122,6 +166,13 @@ async def order_status(client: Client, order_id: str) -> OrderStatus:
     try:
         return await handle.query(LicenseOrderWorkflow.status)
     except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise OrderNotFound(
+                f"order {order_id} not found: no workflow {handle.id} in namespace "
+                f"{client.namespace} (check the order id)"
+            ) from err
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise  # Temporal itself is unreachable: not a fact about the order
         raise OrderRefused(f"order {order_id}: {err.message}") from err
 
 

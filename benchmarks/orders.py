@@ -337,9 +337,12 @@ async def benchmark(args: argparse.Namespace) -> int:
             )
             try:
                 usage = await worker.start()
+                registry = Registry.from_url(database_url, migrate=False)  # migrated by the worker
 
                 async def submit(number: int) -> WorkflowHandle:
-                    result = await order_api.submit_order(client, orders[number], settings)
+                    result = await order_api.submit_order(
+                        client, registry, orders[number], settings
+                    )
                     return client.get_workflow_handle_for(
                         LicenseOrderWorkflow.run, result.workflow_id, run_id=result.run_id
                     )

@@ -6,6 +6,7 @@ into each workflow's input when it starts, so changing them never breaks a repla
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -75,6 +76,8 @@ class Settings(BaseSettings):
     ops_email: str = "operaciones@marketplace.example.mx"
 
     # Business rules
+    # Countries (ISO 3166-1 alpha-2) a customer's address may be in; comma-separated.
+    order_countries: Annotated[list[str], NoDecode] = ["MX"]
     business_timezone: str = "America/Mexico_City"
     payment_cutoff_day: Annotated[int, Field(ge=2, le=28)] = 26
     acceptance_reminder_days: Annotated[list[int], NoDecode] = [2, 5, 10]
@@ -95,6 +98,17 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: object) -> object:
         return _int_list(value)
+
+    @field_validator("order_countries", mode="before")
+    @classmethod
+    def _countries(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            value = [str(part).strip().upper() for part in value if str(part).strip()]
+            if not value or not all(re.fullmatch(r"[A-Z]{2}", code) for code in value):
+                raise ValueError("must list 2-letter ISO 3166 country codes, e.g. MX or MX,US")
+        return value
 
     @field_validator("payload_encryption_keys", "codec_cors_origins", mode="before")
     @classmethod

@@ -14,15 +14,21 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+from csp_core.models import parse_order
+from csp_core.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "order-create.json"
-EXIT_INVALID, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 2, 4, 5
+EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 2, 3, 4, 5
 # Import of the CLI takes ~2 s; a validation failure must not take much more than that.
 QUICK_SECONDS = 20
 
@@ -268,6 +274,7 @@ def test_reveal_unknown_credentials_exits_4(tmp_path: Path, cli_env: dict[str, s
     assert result.returncode == EXIT_NOT_FOUND, result.stderr
     assert result.stdout == ""
     assert "no credentials are stored for order UNKNOWN" in result.stderr
+    assert "no order UNKNOWN is recorded (check the order id)" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -305,7 +312,7 @@ def test_renewals_status_lists_level_and_local_due_time(
     from datetime import UTC, datetime
     from decimal import Decimal
 
-    from csp_core.registry import NewSubscription, Registry
+    from csp_core.registry import NewSubscription
 
     registry = Registry.from_url(cli_env["DATABASE_URL"])
     try:
@@ -355,3 +362,146 @@ def test_new_codec_key_is_usable_and_a_bad_one_is_named(cli_env: dict[str, str])
     assert result.returncode == EXIT_INVALID, result.stderr
     assert "PAYLOAD_ENCRYPTION_KEYS: each key must be 32 bytes (got 5)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- item 10: what people read; item 3: resubmits answered from the registry. Against the
+# real time-skipping server (ts_env) where a workflow must be looked up.
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [["order", "submit", "ORDER"], ["order", "status", "ABS-1"]])
+def test_an_unreachable_temporal_is_named_in_one_line(
+    tmp_path: Path, cli_env: dict[str, str], command: list[str]
+) -> None:
+    args = [str(order_file(tmp_path)) if arg == "ORDER" else arg for arg in command]
+
+    result = csp(cli_env, *args)
+
+    assert result.returncode == EXIT_UNAVAILABLE, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith(f"cannot connect to Temporal at {cli_env['TEMPORAL_ADDRESS']} ")
+    assert "set TEMPORAL_ADDRESS" in line
+    for internals in ("tonic", "transport", "Error(", "os error", "Failed client connect"):
+        assert internals not in line
+
+
+@pytest.fixture
+def temporal_env(cli_env: dict[str, str], ts_env: WorkflowEnvironment) -> dict[str, str]:
+    """cli_env, with Temporal at the real time-skipping test server."""
+    return {**cli_env, "TEMPORAL_ADDRESS": ts_env.client.service_client.config.target_host}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["cancel", "--reason", "x"], ["accept"]],
+    ids=["status", "cancel", "accept"],
+)
+async def test_an_unknown_order_exits_4(temporal_env: dict[str, str], command: list[str]) -> None:
+    order_id = f"UNKNOWN-{uuid.uuid4().hex[:8]}"
+
+    result = csp(temporal_env, "order", command[0], order_id, *command[1:])
+
+    assert result.returncode == EXIT_NOT_FOUND, result.stderr
+    assert one_line(result.stderr) == (
+        f"order {order_id} not found: no workflow order-{order_id} in namespace default "
+        "(check the order id)"
+    )
+    assert result.stdout == ""
+
+
+def record_processed(
+    env: dict[str, str], order_id: str, fingerprint: str, *, tenant_mode: str = "create"
+) -> None:
+    registry = Registry.from_url(env["DATABASE_URL"])
+    try:
+        registry.record_order(
+            order_id, fingerprint, "RSL-042", "contosomx.onmicrosoft.com", tenant_mode
+        )
+        registry.set_order_stage(
+            order_id, "ACTIVE", "10 licencias activas", provider_order_id="PO-7781"
+        )
+    finally:
+        registry.dispose()
+
+
+async def test_resubmitting_a_processed_order_answers_its_outcome_and_starts_nothing(
+    tmp_path: Path, temporal_env: dict[str, str], ts_env: WorkflowEnvironment
+) -> None:
+    order_id = f"ABS-{uuid.uuid4().hex[:10]}"
+    path = order_file(tmp_path, lambda data: data.update(order_id=order_id))
+    # Submitted long ago, processed, and dropped by Temporal's retention since.
+    record_processed(temporal_env, order_id, parse_order(path.read_bytes()).fingerprint())
+
+    result = csp(temporal_env, "order", "submit", str(path))
+
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout.strip() == f"{order_id}: already processed: ACTIVE (provider order PO-7781)"
+    )
+    with pytest.raises(RPCError) as lookup:
+        await ts_env.client.get_workflow_handle(f"order-{order_id}").describe()
+    assert lookup.value.status == RPCStatusCode.NOT_FOUND
+
+    # And ops can still read where it stands, and cannot cancel it.
+    status = csp(temporal_env, "order", "status", order_id)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[0] == f"order {order_id}: ACTIVE (from the registry)"
+    assert "provider    order PO-7781" in status.stdout
+    cancel = csp(temporal_env, "order", "cancel", order_id, "--reason", "x")
+    assert cancel.returncode == EXIT_REFUSED, cancel.stderr
+    assert f"order {order_id} is ACTIVE" in cancel.stderr
+    assert "can no longer be cancelled here" in cancel.stderr
+
+
+async def test_resubmitting_other_content_under_a_processed_id_exits_3(
+    tmp_path: Path, temporal_env: dict[str, str], ts_env: WorkflowEnvironment
+) -> None:
+    order_id = f"ABS-{uuid.uuid4().hex[:10]}"
+    record_processed(temporal_env, order_id, "0" * 64)
+    path = order_file(tmp_path, lambda data: data.update(order_id=order_id))
+
+    result = csp(temporal_env, "order", "submit", str(path))
+
+    assert result.returncode == EXIT_REFUSED, result.stderr
+    assert f"order {order_id} was already submitted with different content" in result.stderr
+    assert "submit the change under a new order id" in result.stderr
+    assert result.stdout == ""
+    with pytest.raises(RPCError):
+        await ts_env.client.get_workflow_handle(f"order-{order_id}").describe()
+
+
+def test_revealing_credentials_of_a_linked_tenant_explains_there_are_none(
+    cli_env: dict[str, str],
+) -> None:
+    registry = Registry.from_url(cli_env["DATABASE_URL"])
+    try:
+        registry.record_order("ABS-L1", "a" * 64, "RSL-077", "fabrikam.onmicrosoft.com", "link")
+        # A create order that found the client's tenant already linked to us.
+        registry.record_order("ABS-C1", "b" * 64, "RSL-042", "fabrikam.onmicrosoft.com", "create")
+        registry.record_tenant("fabrikam.onmicrosoft.com", "tid-1", "Fabrikam", "RSL-077", "linked")
+        registry.record_order("ABS-C2", "c" * 64, "RSL-042", "newco.onmicrosoft.com", "create")
+    finally:
+        registry.dispose()
+
+    for order_id in ("ABS-L1", "ABS-C1"):
+        result = csp(cli_env, "credentials", "reveal", order_id)
+
+        assert result.returncode == EXIT_NOT_FOUND, result.stderr
+        assert one_line(result.stderr) == (
+            f"order {order_id} linked the client's existing tenant fabrikam.onmicrosoft.com: "
+            "linked tenants have no generated credentials; the client's own administrator "
+            "keeps signing in with their existing account"
+        )
+        assert "no credentials are stored" not in result.stderr
+
+    pending = csp(cli_env, "credentials", "reveal", "ABS-C2")
+    assert pending.returncode == EXIT_NOT_FOUND, pending.stderr
+    assert (
+        "order ABS-C2 has no credentials yet: its tenant newco.onmicrosoft.com has not been "
+        "created (order stage RECEIVED)" in pending.stderr
+    )

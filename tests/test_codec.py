@@ -86,7 +86,7 @@ async def test_order_history_on_the_server_is_sealed(stack: Stack) -> None:
     order = example("order-create.json")
     async with create_worker(sealed_client, f"{stack.task_queue}-sealed", stack.activities()):
         settings = stack.settings.model_copy(update={"task_queue": f"{stack.task_queue}-sealed"})
-        submitted = await order_api.submit_order(sealed_client, order, settings)
+        submitted = await order_api.submit_order(sealed_client, stack.registry, order, settings)
         stack.started.append(submitted.workflow_id)
         handle = sealed_client.get_workflow_handle_for(
             LicenseOrderWorkflow.run, submitted.workflow_id

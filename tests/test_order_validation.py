@@ -506,10 +506,11 @@ def test_accepted_edge_values() -> None:
     put("items.0.unit_price", 0.01)(data)  # a JSON number is fine, too
     put("items.1.term", "P3Y")(data)
     put("items.1.billing_cycle", "annual")(data)
-    put("customer.address.country", "US")(data)
+    put("customer.address.country", "US")(data)  # when the marketplace is configured for it
+    put("customer.address.state", "WA")(data)  # only MX addresses name one of the 32 states
     put("customer.address.postal_code", "WA 98052")(data)  # only MX demands 5 digits
 
-    order = parse_order(data)
+    order = parse_order(data, countries=["MX", "US"])
 
     assert order.items[0].quantity == 10_000
     assert order.items[0].unit_price == Decimal("0.01")
@@ -568,3 +569,177 @@ def test_an_order_is_immutable() -> None:
     with pytest.raises(ValueError, match="frozen"):
         order.order_id = "OTHER-1"  # type: ignore[misc]
     assert isinstance(order, Order)
+
+
+# --- the input rules of a Mexican marketplace (issue 7, item 6); the refusals are in
+# tests/test_bad_input_corpus.py, run through the CLI.
+
+
+def test_a_new_commerce_catalog_id_with_availability_is_accepted() -> None:
+    data = example(CREATE)
+    put("items.0.sku", "CFQ7TTC0LH0Z:0001:CFQ7TTC0K18P")(data)
+
+    order = parse_order(data)
+
+    assert order.items[0].sku == "CFQ7TTC0LH0Z:0001:CFQ7TTC0K18P"
+    assert order.items[0].product_sku == "CFQ7TTC0LH0Z:0001"
+
+
+def test_two_availabilities_of_one_product_and_sku_are_one_product() -> None:
+    data = example(LINK)
+    put("items.0.sku", "CFQ7TTC0LH0Z:0001:CFQ7TTC0K18P")(data)
+    put("items.1.sku", "CFQ7TTC0LH0Z:0001:CFQ7TTC0K18Q")(data)
+
+    assert problems_of(data) == [
+        "items.1.sku: CFQ7TTC0LH0Z:0001 (the same product and SKU) is already on items.0: "
+        "put all its seats on one line"
+    ]
+
+
+def test_another_sku_of_the_same_product_is_another_line() -> None:
+    data = example(LINK)
+    put("items.0.sku", "CFQ7TTC0LH0Z:0001:CFQ7TTC0K18P")(data)
+    put("items.1.sku", "CFQ7TTC0LH0Z:0002:CFQ7TTC0K18P")(data)
+
+    assert len(parse_order(data).items) == 2
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [
+        ("CDMX", "CMX"),
+        ("Ciudad de México", "CMX"),
+        ("ciudad de mexico", "CMX"),  # accents and case are optional
+        ("Distrito Federal", "CMX"),
+        ("CMX", "CMX"),
+        ("JAL", "JAL"),
+        ("Jal.", "JAL"),
+        ("Jalisco", "JAL"),
+        ("NL", "NLE"),
+        ("N.L.", "NLE"),
+        ("Nuevo León", "NLE"),
+        ("NUEVO LEON", "NLE"),
+        ("NLE", "NLE"),
+        ("Estado de México", "MEX"),
+        ("Edo. Méx.", "MEX"),
+        ("México", "MEX"),
+        ("Q. Roo", "ROO"),
+        ("Quintana Roo", "ROO"),
+        ("San Luis Potosí", "SLP"),
+        ("Veracruz de Ignacio de la Llave", "VER"),
+        ("  Yucatán ", "YUC"),
+    ],
+)
+def test_a_mexican_state_in_any_usual_form_is_accepted(state: str, code: str) -> None:
+    data = example(CREATE)
+    put("customer.address.state", state)(data)
+
+    address = parse_order(data).customer.address
+
+    assert address.state_code == code
+    assert address.state == state.strip()  # kept as sent: the fingerprint is of what was sent
+
+
+def test_every_one_of_the_32_states_is_known_by_code_and_name() -> None:
+    from csp_core.mexico import MX_STATES, mx_state_code
+
+    assert len(MX_STATES) == 32
+    for code, (name, _aliases) in MX_STATES.items():
+        assert mx_state_code(code) == code
+        assert mx_state_code(name) == code
+
+
+def test_the_examples_name_their_states() -> None:
+    codes = {
+        name: parse_order((EXAMPLES / name).read_bytes()).customer.address.state_code
+        for name in sorted(p.name for p in EXAMPLES.glob("*.json"))
+    }
+
+    assert codes == {
+        "order-create.json": "CMX",
+        "order-link-invite.json": "GUA",
+        "order-link-ours.json": "NLE",
+    }
+
+
+@pytest.mark.parametrize("price", ["129", 129, "129.0", "129.000", 129.0, "1.29E+2"])
+def test_amounts_are_compared_by_value(price: Any) -> None:
+    canonical = parse_order(example(CREATE))
+    data = example(CREATE)
+    put("items.0.unit_price", price)(data)
+
+    order = parse_order(data)
+
+    assert str(order.items[0].unit_price) == "129.00"
+    assert order.fingerprint() == canonical.fingerprint()
+    assert order == canonical
+
+
+def test_the_fingerprint_of_a_canonical_order_is_unchanged() -> None:
+    """Fingerprints already recorded (registry, workflow memo) must still match."""
+    fingerprints = {
+        name: parse_order((EXAMPLES / name).read_bytes()).fingerprint()[:16]
+        for name in (CREATE, LINK)
+    }
+
+    assert fingerprints == {CREATE: "a9fa905a5572e631", LINK: "c4b7e9741b40c082"}
+
+
+def test_the_largest_line_total_the_registry_stores_is_accepted() -> None:
+    data = example(CREATE)
+    put("items.0.quantity", 10_000)(data)
+    put("items.0.unit_price", "999999.99")(data)  # 9,999,999,900.00
+
+    assert parse_order(data).items[0].unit_price == Decimal("999999.99")
+
+
+def test_text_in_normal_form_with_accents_and_symbols_is_accepted() -> None:
+    data = example(CREATE)
+    put("customer.company_name", "Ñandú & Compañía, S.A. de C.V. (Güemes)")(data)
+    put("customer.address.line1", 'Calle 5 de Mayo #12 "B", 3er piso')(data)
+
+    assert parse_order(data).customer.company_name.startswith("Ñandú & Compañía")
+
+
+def test_configured_countries_are_accepted() -> None:
+    data = example(CREATE)
+    put("customer.address.country", "US")(data)
+    put("customer.address.state", "NY")(data)
+    put("customer.address.postal_code", "10001")(data)
+
+    with pytest.raises(OrderValidationError, match="customer.address.country: must be MX"):
+        parse_order(data)
+    assert parse_order(data, countries=["MX", "US"]).customer.address.country == "US"
+    with pytest.raises(OrderValidationError, match="must be MX or US"):
+        parse_order(put_country(data, "CA"), countries=["MX", "US"])
+
+
+def put_country(data: dict[str, Any], country: str) -> dict[str, Any]:
+    changed = copy.deepcopy(data)
+    put("customer.address.country", country)(changed)
+    return changed
+
+
+def test_an_accepted_order_always_decodes_from_workflow_history() -> None:
+    """Workers read orders back without the submission context: an order accepted under another
+    configuration (or before a rule existed) still decodes, so an order in flight never sticks."""
+    from csp_core.provisioning import OrderRequest
+    from csp_core.rules import AcceptancePolicy
+    from temporalutil.converter import DATA_CONVERTER
+
+    data = example(CREATE)
+    put("customer.address.country", "US")(data)
+    put("customer.address.state", "NY")(data)
+    put("customer.address.postal_code", "10001")(data)
+    order = parse_order(data, countries=["MX", "US"])
+    request = OrderRequest(order=order, acceptance=AcceptancePolicy())
+    older = example(CREATE)
+    put("customer.address.state", "asdf")(older)  # accepted before the 32 states were a rule
+    older_request = OrderRequest(order=Order.model_validate(older), acceptance=AcceptancePolicy())
+
+    converter = DATA_CONVERTER.payload_converter
+    for sent in (request, older_request):
+        [decoded] = converter.from_payloads(converter.to_payloads([sent]), [OrderRequest])
+        assert decoded == sent
+    with pytest.raises(OrderValidationError, match="customer.address.state"):
+        parse_order(older)

@@ -219,9 +219,9 @@ async def test_cancel_after_the_order_is_placed_is_refused(stack: Stack) -> None
 
 async def test_duplicate_submit_returns_the_same_workflow_and_orders_once(stack: Stack) -> None:
     order = example("order-link-ours.json")
-    first = await order_api.submit_order(stack.env.client, order, stack.settings)
+    first = await order_api.submit_order(stack.env.client, stack.registry, order, stack.settings)
     stack.started.append(first.workflow_id)
-    again = await order_api.submit_order(stack.env.client, order, stack.settings)
+    again = await order_api.submit_order(stack.env.client, stack.registry, order, stack.settings)
     assert (again.workflow_id, again.run_id, again.created) == (
         first.workflow_id,
         first.run_id,
@@ -229,13 +229,16 @@ async def test_duplicate_submit_returns_the_same_workflow_and_orders_once(stack:
     )
     await stack.result(stack.env.client.get_workflow_handle(first.workflow_id))
 
-    after_completion = await order_api.submit_order(stack.env.client, order, stack.settings)
-    assert (after_completion.run_id, after_completion.created) == (first.run_id, False)
+    after_completion = await order_api.submit_order(
+        stack.env.client, stack.registry, order, stack.settings
+    )
+    assert after_completion.created is False
+    assert after_completion.already_processed  # the registry answers: ACTIVE
     assert stack.stats()["orders_created"] == 1
 
     changed = order.model_copy(update={"items": order.items[:1]})
     with pytest.raises(order_api.OrderRefused, match="different content"):
-        await order_api.submit_order(stack.env.client, changed, stack.settings)
+        await order_api.submit_order(stack.env.client, stack.registry, changed, stack.settings)
 
 
 async def test_throttled_provider_is_retried_after_retry_after(stack: Stack) -> None:

@@ -64,7 +64,7 @@ class Stack:
         )
 
     async def submit(self, order: Order) -> WorkflowHandle:
-        result = await order_api.submit_order(self.env.client, order, self.settings)
+        result = await order_api.submit_order(self.env.client, self.registry, order, self.settings)
         self.started.append(result.workflow_id)
         return self.env.client.get_workflow_handle_for(
             LicenseOrderWorkflow.run, result.workflow_id, run_id=result.run_id
