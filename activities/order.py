@@ -248,19 +248,22 @@ class OrderActivities:
             )
         except ProviderError as err:
             raise provider_failure(err, f"placing order on {tenant.domain}") from err
-        by_offer = {item.sku: item for item in order.items}
-        new = [
-            NewSubscription(
-                subscription_id=sub.subscription_id,
-                sku=sub.offer_id,
-                product_name=by_offer[sub.offer_id].product_name,
-                quantity=sub.quantity,
-                term=by_offer[sub.offer_id].term.value,
-                billing_cycle=by_offer[sub.offer_id].billing_cycle.value,
-                unit_price=by_offer[sub.offer_id].unit_price,
+        # The provider may answer the offer id with or without its availability segment.
+        line_of = {item.product_sku: item for item in order.items}
+        new = []
+        for sub in placed.subscriptions:
+            item = line_of[":".join(sub.offer_id.split(":")[:2])]
+            new.append(
+                NewSubscription(
+                    subscription_id=sub.subscription_id,
+                    sku=item.sku,
+                    product_name=item.product_name,
+                    quantity=sub.quantity,
+                    term=item.term.value,
+                    billing_cycle=item.billing_cycle.value,
+                    unit_price=item.unit_price,
+                )
             )
-            for sub in placed.subscriptions
-        ]
         await in_thread(self.registry.record_subscriptions, order.order_id, tenant.domain, new)
         await in_thread(
             self.registry.set_order_stage,

@@ -103,6 +103,19 @@ async def test_smtp_down_past_the_retry_horizon_flags_ops_and_keeps_the_stage(
     assert stack.mails(order.order_id) == []
 
 
+async def test_permanent_smtp_refusal_is_not_retried_and_flags_ops(stack: Stack) -> None:
+    order = example("order-create.json")
+    stack.sink.refuse(str(order.reseller.email), code=550)
+    handle = await stack.submit(order)
+
+    result = await stack.result(handle)
+
+    assert result.stage is OrderStage.ACTIVE
+    assert [r.code for r in stack.sink.refused_attempts()] == [550]  # asked once, never again
+    assert await attention(handle) == [OpsAttention.NOTICE_UNDELIVERABLE.value]
+    assert stack.mails(order.order_id) == []
+
+
 # ------------------------------------------------------------------------------- provider
 
 

@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
 PROVIDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
+    maximum_interval=timedelta(minutes=2),
 )
 PROVIDER_CALL = dict(
     start_to_close_timeout=timedelta(seconds=60),
