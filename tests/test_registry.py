@@ -50,7 +50,15 @@ PG_SKIP = "TEST_DATABASE_URL is unset: PostgreSQL registry tests skipped"
 MEXICO = ZoneInfo("America/Mexico_City")
 CONTOSO = "contosomx.onmicrosoft.com"
 FABRIKAM = "fabrikam.onmicrosoft.com"
-TABLES = {"tenants", "orders", "subscriptions", "credentials", "notifications", "renewal_charges"}
+TABLES = {
+    "tenants",
+    "orders",
+    "subscriptions",
+    "credentials",
+    "notifications",
+    "renewal_charges",
+    "renewal_payments",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,9 +175,9 @@ def test_migrations_apply_from_empty(engine: Engine) -> None:
     assert not TABLES & set(inspect(engine).get_table_names())
     migrate.upgrade(engine)
     assert set(inspect(engine).get_table_names()) >= TABLES
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0002"
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0003_renewal_payments"
     migrate.upgrade(engine)  # already at head: a no-op, not an error
-    assert migrate.current_revision(engine) == "0002"
+    assert migrate.current_revision(engine) == "0003_renewal_payments"
 
 
 def test_migration_matches_the_models(engine: Engine) -> None:
@@ -221,7 +229,7 @@ def test_upgrade_from_0001_keeps_recorded_charges(engine: Engine) -> None:
 def test_from_url_migrates_sqlite(tmp_path: Path) -> None:
     reg = Registry.from_url(f"sqlite:///{tmp_path / 'x' / 'csp.db'}")
     try:
-        assert migrate.current_revision(reg.engine) == "0002"
+        assert migrate.current_revision(reg.engine) == "0003_renewal_payments"
         _order(reg)
         assert reg.get_order("ABS-1") is not None
     finally:
