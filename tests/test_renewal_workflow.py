@@ -557,7 +557,8 @@ async def test_partial_payment_keeps_the_charge_open_and_the_ladder_going(stack:
 
     await advance_to(stack, local(period, 16, 10))
     rest_paid_at = await now(stack)
-    rest = await pay(stack, subscription_id, period, "SPEI-B")  # default: what is still due
+    # No amount: what is still due.
+    rest = await pay(stack, subscription_id, period, "SPEI-B", paid_at=rest_paid_at)
     result = await stack.result(handle)
 
     assert rest.settled and rest.charge.paid_amount == Decimal("1290.00")
