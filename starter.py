@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import orders as order_api
 from api import renewals as renewal_api
-from csp_core.billing import open_period, parse_period
+from csp_core.billing import MAX_CHARGE_AMOUNT, open_period, parse_period
 from csp_core.models import OrderValidationError, TenantMode, parse_order
 from csp_core.registry import (
     ChargeAlreadyPaid,
@@ -406,15 +406,16 @@ def renewals_status(
     finally:
         registry.dispose()
     if as_json:
-        typer.echo(json.dumps([c.model_dump(mode="json") for c in charges], indent=2))
+        rows = [{**c.model_dump(mode="json"), "amount_due": str(c.amount_due)} for c in charges]
+        typer.echo(json.dumps(rows, indent=2))
         return
     if not charges:
         typer.echo("no renewal charges")
         return
     tz = zone(get_settings().business_timezone)
     typer.echo(
-        f"{'period':<8} {'subscription':<38} {'amount MXN':>12} {'status':<12} level "
-        f"due before ({tz.key})"
+        f"{'period':<8} {'subscription':<38} {'amount MXN':>12} {'due MXN':>12} {'status':<12} "
+        f"level due before ({tz.key})"
     )
     for c in charges:
         paid = (
@@ -423,8 +424,9 @@ def renewals_status(
             else ""
         )
         typer.echo(
-            f"{c.period:<8} {c.subscription_id:<38} {c.amount:>12} {c.status.value:<12} "
-            f"{c.escalation_level:>5} {c.due_at.astimezone(tz):%Y-%m-%d %H:%M}{paid}"
+            f"{c.period:<8} {c.subscription_id:<38} {c.amount:>12} {c.amount_due:>12} "
+            f"{c.status.value:<12} {c.escalation_level:>5} "
+            f"{c.due_at.astimezone(tz):%Y-%m-%d %H:%M}{paid}"
         )
 
 
@@ -450,7 +452,13 @@ def payment_record(
     subscription_id: str,
     period: Annotated[str, typer.Option(help="Billing period YYYY-MM.", callback=_period)],
     reference: Annotated[str, typer.Option(help="Payment reference.")],
-    amount: Annotated[str | None, typer.Option(help="Amount paid, MXN.")] = None,
+    amount: Annotated[
+        str | None,
+        typer.Option(
+            help="Amount paid, MXN. Default: all that is still due. Less keeps the charge open "
+            "(reminders go on) with the rest due."
+        ),
+    ] = None,
     paid_at: Annotated[
         str | None,
         typer.Option(
@@ -466,8 +474,12 @@ def payment_record(
         paid = Decimal(amount) if amount is not None else None
     except InvalidOperation as err:
         raise _fail(f"--amount: not a decimal amount: {amount!r}", EXIT_INVALID) from err
-    if paid is not None and (not paid.is_finite() or paid <= 0):
-        raise _fail(f"--amount: must be a positive amount in MXN (got {amount})", EXIT_INVALID)
+    if paid is not None and (not paid.is_finite() or not 0 < paid <= MAX_CHARGE_AMOUNT):
+        raise _fail(
+            f"--amount: must be a positive amount in MXN, at most {MAX_CHARGE_AMOUNT} "
+            f"(got {amount})",
+            EXIT_INVALID,
+        )
     settings = get_settings()
     when = _paid_at(paid_at, settings.business_timezone)
     registry = _registry()
@@ -487,7 +499,12 @@ def payment_record(
     finally:
         registry.dispose()
     state = "recorded" if result.newly_paid else "already recorded"
-    typer.echo(f"payment {reference} for {subscription_id} {period}: {state}")
+    charge = result.charge
+    if result.settled:
+        owed = "paid in full"
+    else:
+        owed = f"paid {charge.amount_paid} of {charge.amount} MXN, {charge.amount_due} still due"
+    typer.echo(f"payment {reference} for {subscription_id} {period}: {state}; {owed}")
 
 
 @codec_app.command("new-key")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from decimal import Decimal
 
 import structlog
+from sqlalchemy.exc import DataError, IntegrityError
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import (
@@ -19,6 +21,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.common import in_thread, provider_failure, request_id, send_once
 from csp_core.billing import (
+    REACTIVATION_RETRY_EVERY,
     RenewalPolicy,
     StepKind,
     charge_amount,
@@ -28,10 +31,13 @@ from csp_core.billing import (
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
 from csp_core.providers.port import Provider, ProviderError, SubscriptionStatus
-from csp_core.registry import Registry
+from csp_core.registry import Registry, RegistryError
 from csp_core.renewals import (
+    ChargeFailure,
     CyclePage,
+    NoticeKind,
     PaymentSeen,
+    PreparedCharges,
     RenewalCharge,
     RenewalNotice,
     RenewalRequest,
@@ -43,6 +49,18 @@ from temporalutil import search_attributes as sa
 
 log = structlog.get_logger(__name__)
 START_CONCURRENCY = 32
+
+# What one charge's bad data raises (skip it, report it). Anything else (the database or
+# Temporal unreachable, a timeout) fails the activity, and Temporal retries the page.
+_CHARGE_DATA_ERRORS = (ValueError, ArithmeticError, RegistryError, IntegrityError, DataError)
+
+
+def _charge_failure(subscription_id: str, err: Exception) -> ChargeFailure:
+    if not isinstance(err, _CHARGE_DATA_ERRORS):
+        raise err
+    reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
+    log.warning("renewal charge skipped", subscription_id=subscription_id, reason=reason)
+    return ChargeFailure(subscription_id=subscription_id, reason=reason)
 
 
 @dataclass
@@ -57,22 +75,35 @@ class RenewalActivities:
     # ------------------------------------------------------------------ the cycle
     @activity.defn
     async def prepare_charges(self, period: str, policy: RenewalPolicy) -> int:
-        """Record the period's charge for every subscription that owes one (idempotent)."""
+        """Deprecated: kept for cycles started before `prepare_period_charges` (patch
+        `cycle-reports-bad-charges`); it skips bad charges too, without naming them."""
+        return (await self.prepare_period_charges(period, policy)).recorded
+
+    @activity.defn
+    async def prepare_period_charges(self, period: str, policy: RenewalPolicy) -> PreparedCharges:
+        """Record the period's charge for every subscription that owes one (idempotent).
+
+        A subscription whose charge cannot be recorded (its amount does not fit, its data is
+        refused) is skipped and reported; the database being unreachable fails the activity,
+        which Temporal retries."""
         due_at = cutoff_at(period, policy)
-        after, recorded = "", 0
+        after, recorded, failed = "", 0, []
         while True:
             subs = await in_thread(
                 self.registry.list_subscriptions, {"active", "suspended"}, after, 500
             )
             if not subs:
-                return recorded
+                return PreparedCharges(recorded=recorded, failed=failed)
             for sub in subs:
-                if owes_charge(sub.billing_cycle, sub.activated_at, period, policy):
-                    amount = charge_amount(sub.quantity, sub.unit_price)
-                    await in_thread(
-                        self.registry.upsert_charge, sub.subscription_id, period, amount, due_at
-                    )
-                    recorded += 1
+                try:
+                    if owes_charge(sub.billing_cycle, sub.activated_at, period, policy):
+                        amount = charge_amount(sub.quantity, sub.unit_price)
+                        await in_thread(
+                            self.registry.upsert_charge, sub.subscription_id, period, amount, due_at
+                        )
+                        recorded += 1
+                except Exception as err:
+                    failed.append(_charge_failure(sub.subscription_id, err))
             after = subs[-1].subscription_id
             activity.heartbeat(after)
 
@@ -81,26 +112,30 @@ class RenewalActivities:
         self, period: str, policy: RenewalPolicy, after_id: int, limit: int
     ) -> CyclePage:
         """Start the payment workflow of each open charge after `after_id`; an existing one
-        (running, or already closed for this period) is left alone."""
+        (running, or already closed for this period) is left alone. A charge whose data is
+        broken is reported in the page and the others are started."""
         charges = await in_thread(self.registry.list_open_charges, period, after_id, limit)
         gate = asyncio.Semaphore(START_CONCURRENCY)
 
-        async def start(charge_id: int, subscription_id: str, amount: object) -> bool:
-            context = await in_thread(self.registry.charge_context, subscription_id)
-            charge = RenewalCharge(
-                subscription_id=subscription_id,
-                period=period,
-                amount=amount,  # type: ignore[arg-type]
-                tenant_id=context.tenant_id,
-                domain=context.domain,
-                company_name=context.company_name,
-                reseller_id=context.reseller_id,
-                reseller_name=context.reseller_name,
-                reseller_email=context.reseller_email or self.ops_email,
-                product_name=context.product_name,
-                quantity=context.quantity,
-                order_id=context.order_id,
-            )
+        async def start(subscription_id: str, amount: object) -> bool | ChargeFailure:
+            try:
+                context = await in_thread(self.registry.charge_context, subscription_id)
+                charge = RenewalCharge(
+                    subscription_id=subscription_id,
+                    period=period,
+                    amount=amount,  # type: ignore[arg-type]
+                    tenant_id=context.tenant_id,
+                    domain=context.domain,
+                    company_name=context.company_name,
+                    reseller_id=context.reseller_id,
+                    reseller_name=context.reseller_name,
+                    reseller_email=context.reseller_email or self.ops_email,
+                    product_name=context.product_name,
+                    quantity=context.quantity,
+                    order_id=context.order_id,
+                )
+            except Exception as err:
+                return _charge_failure(subscription_id, err)
             async with gate:
                 try:
                     await self.client.start_workflow(
@@ -131,12 +166,13 @@ class RenewalActivities:
                 except WorkflowAlreadyStartedError:
                     return False
 
-        results = await asyncio.gather(*(start(c.id, c.subscription_id, c.amount) for c in charges))
+        results = await asyncio.gather(*(start(c.subscription_id, c.amount) for c in charges))
         activity.heartbeat(len(results))
         return CyclePage(
             last_id=charges[-1].id if charges else after_id,
             seen=len(charges),
-            started=sum(results),
+            started=sum(1 for r in results if r is True),
+            failed=[r for r in results if isinstance(r, ChargeFailure)],
         )
 
     # ------------------------------------------------------------------ bookkeeping
@@ -149,13 +185,26 @@ class RenewalActivities:
 
     @activity.defn
     async def find_payment(self, subscription_id: str, period: str) -> PaymentSeen | None:
-        """The payment the registry shows for the charge, if any."""
+        """The payment the registry shows for the charge, if any: settled, or partly paid
+        (then `settled` is False and `amount_paid` says how much so far)."""
         charge = await in_thread(self.registry.get_charge, subscription_id, period)
-        if charge is None or charge.paid_at is None:
+        if charge is None:
             return None
-        return PaymentSeen(
-            reference=charge.payment_reference or "registered", paid_at=charge.paid_at
-        )
+        if charge.paid_at is not None:
+            return PaymentSeen(
+                reference=charge.payment_reference or "registered",
+                paid_at=charge.paid_at,
+                amount_paid=charge.amount_paid,
+            )
+        if charge.amount_paid > 0:
+            payments = await in_thread(self.registry.list_payments, subscription_id, period)
+            return PaymentSeen(
+                reference=payments[-1].reference,
+                paid_at=payments[-1].paid_at,
+                amount_paid=charge.amount_paid,
+                settled=False,
+            )
+        return None
 
     @activity.defn
     async def record_charge_status(
@@ -210,9 +259,7 @@ class RenewalActivities:
     def _render(self, notice: RenewalNotice) -> messages.Email:
         c, policy = notice.charge, notice.policy
         kind = notice.kind.value if isinstance(notice.kind, StepKind) else notice.kind
-        key = f"{renewal_workflow_id(c.subscription_id, c.period)}:{kind}"
-        if notice.reminder_number:
-            key += f":{notice.reminder_number}"
+        key = notice.key
         details = messages.RenewalDetails(
             subscription_id=c.subscription_id,
             product_name=c.product_name,
@@ -225,6 +272,7 @@ class RenewalActivities:
             amount=c.amount,
             cutoff=cutoff_at(c.period, policy),
             order_id=c.order_id,
+            amount_paid=notice.amount_paid,
         )
         tz = zone(policy.timezone)
         match kind:
@@ -250,4 +298,18 @@ class RenewalActivities:
                 return messages.payment_received(
                     details, key=key, tz=tz, paid_at=activity.info().current_attempt_scheduled_time
                 )
+            case NoticeKind.PARTIAL_PAYMENT:
+                return messages.renewal_partial_payment(
+                    details, notice.payment_amount or Decimal(0), key=key, tz=tz
+                )
+            case NoticeKind.REACTIVATION_FAILED:
+                return messages.renewal_reactivation_failed(
+                    details, self.ops_email, key=key, tz=tz, retry_every=REACTIVATION_RETRY_EVERY
+                )
+            case NoticeKind.REACTIVATION_ABANDONED:
+                return messages.renewal_reactivation_failed(
+                    details, self.ops_email, key=key, tz=tz, retry_every=None
+                )
+            case NoticeKind.SUSPENSION_FAILED:
+                return messages.renewal_suspension_failed(details, self.ops_email, key=key, tz=tz)
         raise ValueError(f"unknown renewal notice {kind}")

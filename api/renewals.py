@@ -128,8 +128,12 @@ async def run_period(client: Client, period: str, settings: Settings) -> Workflo
 @dataclass(frozen=True)
 class PaymentResult:
     charge: ChargeRecord
-    newly_paid: bool
+    newly_paid: bool  # this payment was recorded now (False: the same reference again)
     workflow_signalled: bool
+
+    @property
+    def settled(self) -> bool:
+        return self.charge.paid_at is not None
 
 
 async def record_payment(
@@ -141,18 +145,27 @@ async def record_payment(
     amount: Decimal | None = None,
     paid_at: datetime | None = None,
 ) -> PaymentResult:
-    """Record the payment in the registry (idempotent), then tell the renewal workflow when it
-    was paid (`paid_at`, by default now): the cutoff rule is about that instant."""
+    """Record the payment in the registry (idempotent by reference), then tell the renewal
+    workflow. `amount` defaults to what is still due. Once the payments cover the charge, the
+    workflow learns the payment that completed it and when it was made (the cutoff rule is
+    about that instant); a partial payment keeps the charge open, with the amount still due
+    (`charge.amount_due`)."""
     charge, newly_paid = registry.record_payment(
         subscription_id, period, reference, amount, paid_at
     )
     handle = client.get_workflow_handle_for(
         RenewalPaymentWorkflow.run, renewal_workflow_id(subscription_id, period)
     )
-    try:
-        await handle.signal(
-            RenewalPaymentWorkflow.payment_received, args=[charge.payment_reference, charge.paid_at]
+    if charge.paid_at is not None:
+        # No amount: this settles it (with the payment that completed it, by payment time).
+        args: list[object] = [charge.payment_reference, charge.paid_at, None, charge.amount_paid]
+    else:
+        payment = next(
+            p for p in registry.list_payments(subscription_id, period) if p.reference == reference
         )
+        args = [reference, payment.paid_at, payment.amount, charge.amount_paid]
+    try:
+        await handle.signal(RenewalPaymentWorkflow.payment_received, args=args)
         signalled = True
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:

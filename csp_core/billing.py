@@ -176,8 +176,31 @@ def owes_charge(
     return (year, month) != first and month == first[1]
 
 
+# The registry keeps amounts as NUMERIC(12, 2): a charge above this cannot be recorded.
+MAX_CHARGE_AMOUNT = Decimal("9999999999.99")
+
+
+class ChargeAmountOutOfRange(ValueError):
+    """A subscription's charge does not fit the registry's amount column (bad data upstream)."""
+
+
 def charge_amount(quantity: int, unit_price: Decimal) -> Decimal:
-    return (Decimal(quantity) * unit_price).quantize(Decimal("0.01"))
+    amount = (Decimal(quantity) * unit_price).quantize(Decimal("0.01"))
+    if not Decimal(0) <= amount <= MAX_CHARGE_AMOUNT:
+        raise ChargeAmountOutOfRange(
+            f"charge of {quantity} × {unit_price} = {amount} MXN is outside 0..{MAX_CHARGE_AMOUNT}"
+        )
+    return amount
+
+
+# A paid subscription left suspended: reactivation is retried with backoff for this long, then
+# ops are alerted (REACTIVATION_FAILED) and it is retried every REACTIVATION_RETRY_EVERY until
+# REACTIVATION_GIVE_UP_AFTER has passed since the payment (ops are told again, by hand then).
+REACTIVATION_ESCALATE_AFTER = timedelta(hours=4)
+REACTIVATION_RETRY_EVERY = timedelta(hours=6)
+REACTIVATION_GIVE_UP_AFTER = timedelta(days=30)
+# Suspension at the cutoff is retried this long; then ops are told and the charge stays AT_RISK.
+SUSPENSION_RETRY_HORIZON = timedelta(hours=12)
 
 
 def late_payment_deadline(period: str, policy: RenewalPolicy) -> datetime:

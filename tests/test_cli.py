@@ -336,6 +336,7 @@ def test_renewals_status_lists_level_and_local_due_time(
         for sub in ("sub-1", "sub-2"):
             registry.upsert_charge(sub, "2026-12", Decimal("1290.00"), due)
         registry.set_charge_status("sub-1", "2026-12", "ESCALATED", 3)
+        registry.record_payment("sub-1", "2026-12", "SPEI-A", Decimal("500"))  # partly paid
     finally:
         registry.dispose()
 
@@ -343,9 +344,9 @@ def test_renewals_status_lists_level_and_local_due_time(
 
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.strip().splitlines()
-    assert "level" in header and "America/Mexico_City" in header
+    assert "level" in header and "due MXN" in header and "America/Mexico_City" in header
     assert [row.split() for row in rows] == [
-        ["2026-12", "sub-1", "1290.00", "ESCALATED", "3", "2026-12-26", "00:00"]
+        ["2026-12", "sub-1", "1290.00", "790.00", "ESCALATED", "3", "2026-12-26", "00:00"]
     ]
 
 

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -40,6 +40,11 @@ from csp_core.notifications import (
     renewal_reactivated,
     renewal_reminder,
     renewal_suspended,
+)
+from csp_core.notifications.messages import (
+    renewal_partial_payment,
+    renewal_reactivation_failed,
+    renewal_suspension_failed,
 )
 from csp_core.settings import Settings
 from sandbox.smtp_sink import SmtpSink, free_port
@@ -158,6 +163,13 @@ ALL_BUILDERS: dict[str, Callable[[str], Email]] = {
     "renewal_suspended": lambda key: renewal_suspended(renewal(), key=key),
     "renewal_reactivated": lambda key: renewal_reactivated(renewal(), key=key),
     "payment_received": lambda key: payment_received(renewal(), key=key),
+    "renewal_partial_payment": lambda key: renewal_partial_payment(
+        renewal(amount_paid=Decimal("500")), Decimal("500"), key=key
+    ),
+    "renewal_reactivation_failed": lambda key: renewal_reactivation_failed(
+        renewal(), OPS, key=key, retry_every=timedelta(hours=6)
+    ),
+    "renewal_suspension_failed": lambda key: renewal_suspension_failed(renewal(), OPS, key=key),
 }
 
 

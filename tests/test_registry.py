@@ -50,7 +50,15 @@ PG_SKIP = "TEST_DATABASE_URL is unset: PostgreSQL registry tests skipped"
 MEXICO = ZoneInfo("America/Mexico_City")
 CONTOSO = "contosomx.onmicrosoft.com"
 FABRIKAM = "fabrikam.onmicrosoft.com"
-TABLES = {"tenants", "orders", "subscriptions", "credentials", "notifications", "renewal_charges"}
+TABLES = {
+    "tenants",
+    "orders",
+    "subscriptions",
+    "credentials",
+    "notifications",
+    "renewal_charges",
+    "renewal_payments",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,6 +119,18 @@ def _order(reg: Registry, order_id: str = "ABS-1", domain: str = CONTOSO) -> Non
     reg.record_order(order_id, "a" * 64, "RSL-042", domain, "create")
 
 
+def _tenant_before_0004(engine: Engine) -> None:
+    """A tenant as releases before 0004 (no tenant_resellers) wrote it."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO tenants (domain, tenant_id, company_name, reseller_id, origin, "
+                "created_at) VALUES (:domain, 'tid-contoso', 'Contoso', 'RSL-042', 'created', :at)"
+            ),
+            {"domain": CONTOSO, "at": DUE},
+        )
+
+
 def _tenant(reg: Registry, domain: str = CONTOSO, tenant_id: str = "tid-contoso") -> None:
     reg.record_tenant(domain, tenant_id, "Contoso México SA de CV", "RSL-042", "created")
 
@@ -167,9 +187,9 @@ def test_migrations_apply_from_empty(engine: Engine) -> None:
     assert not TABLES & set(inspect(engine).get_table_names())
     migrate.upgrade(engine)
     assert set(inspect(engine).get_table_names()) >= TABLES
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0005"
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0004_tenant_resellers"
     migrate.upgrade(engine)  # already at head: a no-op, not an error
-    assert migrate.current_revision(engine) == "0005"
+    assert migrate.current_revision(engine) == "0004_tenant_resellers"
 
 
 def test_migration_matches_the_models(engine: Engine) -> None:
@@ -196,14 +216,7 @@ def test_upgrade_from_0001_keeps_recorded_charges(engine: Engine) -> None:
     migrate.upgrade(engine, "0001")
     reg = Registry(engine)
     _order(reg)
-    with engine.begin() as conn:  # a tenant and a charge as release 0001 wrote them
-        conn.execute(
-            text(
-                "INSERT INTO tenants (domain, tenant_id, company_name, reseller_id, origin, "
-                "created_at) VALUES (:domain, 'tid-contoso', 'Contoso', 'RSL-042', 'created', :at)"
-            ),
-            {"domain": CONTOSO, "at": DUE},
-        )
+    _tenant_before_0004(engine)
     reg.record_subscriptions("ABS-1", CONTOSO, [_line("sub-1")])
     with engine.begin() as conn:
         conn.execute(
@@ -223,7 +236,7 @@ def test_upgrade_from_0001_keeps_recorded_charges(engine: Engine) -> None:
     )  # fmt: skip
     assert charge.escalation_level == 0
     assert reg.set_charge_status("sub-1", "2026-03", "ESCALATED", 3).escalation_level == 3
-    # 0005: the tenant belongs to the reseller that recorded it.
+    # 0004: the tenant belongs to the reseller that recorded it.
     assert reg.tenant_resellers(CONTOSO) == {"RSL-042"}
 
 
@@ -539,6 +552,82 @@ def test_concurrent_payments_apply_once(licensed: Registry) -> None:
     licensed.upsert_charge("sub-1", "2026-03", Decimal("1290.00"), DUE)
     results = _concurrently(lambda: licensed.record_payment("sub-1", "2026-03", "SPEI-1"))
     assert sorted(newly for _, newly in results) == [False] * (len(results) - 1) + [True]
+
+
+def test_partial_payments_keep_the_charge_open_until_they_add_up(licensed: Registry) -> None:
+    licensed.upsert_charge("sub-1", "2026-03", Decimal("1290.00"), DUE)
+    first_at = datetime(2026, 3, 10, 12, 0, tzinfo=MEXICO)
+    part, newly = licensed.record_payment("sub-1", "2026-03", "SPEI-A", Decimal("500"), first_at)
+    assert newly and part.status is PaymentStatus.PENDING and part.is_open
+    assert (part.paid_amount, part.amount_due, part.paid_at) == (
+        Decimal("500.00"), Decimal("790.00"), None
+    )  # fmt: skip
+    same, again = licensed.record_payment("sub-1", "2026-03", "SPEI-A", Decimal("999"))
+    assert not again and same == part  # a reference is one payment: nothing changes
+
+    rest_at = datetime(2026, 3, 27, 9, 0, tzinfo=MEXICO)  # after the cutoff: late
+    settled, newly = licensed.record_payment("sub-1", "2026-03", "SPEI-B", paid_at=rest_at)
+    assert newly and settled.status is PaymentStatus.PAID and settled.amount_due == 0
+    assert (settled.paid_amount, settled.paid_at, settled.payment_reference) == (
+        Decimal("1290.00"), rest_at, "SPEI-B"
+    )  # fmt: skip
+    assert [(p.reference, p.amount) for p in licensed.list_payments("sub-1", "2026-03")] == [
+        ("SPEI-A", Decimal("500.00")), ("SPEI-B", Decimal("790.00"))
+    ]  # fmt: skip
+    with pytest.raises(ChargeAlreadyPaid, match="SPEI-B"):
+        licensed.record_payment("sub-1", "2026-03", "SPEI-C", Decimal("1"))
+
+
+def test_the_payment_that_completes_a_charge_is_decided_by_payment_time(
+    licensed: Registry,
+) -> None:
+    """Recorded out of order: the earlier-made payments completed it, so it was on time."""
+    licensed.upsert_charge("sub-1", "2026-03", Decimal("100.00"), DUE)
+    early = datetime(2026, 3, 20, 9, 0, tzinfo=MEXICO)
+    licensed.record_payment("sub-1", "2026-03", "LATE", Decimal("60"), DUE + timedelta(hours=1))
+    charge, _ = licensed.record_payment("sub-1", "2026-03", "EARLY", Decimal("60"), early)
+    assert charge.paid_amount == Decimal("120.00")  # overpaid: shown, nothing negative due
+    assert (charge.payment_reference, charge.paid_at, charge.amount_due) == (
+        "LATE", DUE + timedelta(hours=1), Decimal("0.00")
+    )  # fmt: skip
+
+
+def test_amounts_outside_the_column_are_refused_on_every_engine(licensed: Registry) -> None:
+    with pytest.raises(ValueError, match="amount"):
+        licensed.upsert_charge("sub-1", "2026-03", Decimal("10000000000.00"), DUE)
+    licensed.upsert_charge("sub-1", "2026-03", Decimal("9999999999.99"), DUE)
+    for bad in (Decimal("0"), Decimal("-5"), Decimal("10000000000")):
+        with pytest.raises(ValueError, match="amount"):
+            licensed.record_payment("sub-1", "2026-03", "SPEI-X", bad)
+    assert licensed.list_payments("sub-1", "2026-03") == []
+
+
+def test_upgrade_to_0003_gives_paid_charges_their_payment(engine: Engine) -> None:
+    migrate.upgrade(engine, "0002")
+    reg = Registry(engine)
+    _order(reg)
+    _tenant_before_0004(engine)
+    reg.record_subscriptions("ABS-1", CONTOSO, [_line("sub-1"), _line("sub-2")])
+    with engine.begin() as conn:  # one paid and one open charge, as release 0002 wrote them
+        conn.execute(
+            text(
+                "INSERT INTO renewal_charges (subscription_id, period, amount, currency, status, "
+                "due_at, paid_at, payment_reference, paid_amount, created_at, updated_at) VALUES "
+                "('sub-1', '2026-03', 1290.00, 'MXN', 'PAID', :due, :due, 'SPEI-OLD', 1290.00, "
+                ":due, :due), ('sub-2', '2026-03', 10.00, 'MXN', 'PENDING', :due, NULL, NULL, "
+                "NULL, :due, :due)"
+            ),
+            {"due": DUE},
+        )
+
+    migrate.upgrade(engine)
+
+    [payment] = reg.list_payments("sub-1", "2026-03")
+    assert (payment.reference, payment.amount, payment.paid_at) == (
+        "SPEI-OLD", Decimal("1290.00"), DUE
+    )  # fmt: skip
+    assert reg.list_payments("sub-2", "2026-03") == []
+    assert not reg.record_payment("sub-1", "2026-03", "SPEI-OLD")[1]  # recognised, not new
 
 
 def test_unknown_subscription_and_period_are_named(licensed: Registry) -> None:

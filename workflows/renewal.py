@@ -8,18 +8,31 @@ RenewalPaymentWorkflow waits for the payment against the ladder (notice, reminde
 to ops, final notice) in business local time; at the cutoff (day 26 00:00, Mexico City) an
 unpaid charge is AT_RISK and the policy applies: notify ops, or suspend the subscription (a
 later payment reactivates it).
+
+Nothing here waits on e-mail: notices go out in the background (`BackgroundNotices`), and one
+that cannot be delivered is flagged for ops (OpsAttention NOTICE_UNDELIVERABLE) while the ladder
+and the cutoff carry on. A payment that does not cover the charge keeps it open and shows what
+is still due. A paid customer the provider does not reactivate is retried, then flagged
+(REACTIVATION_FAILED) and e-mailed to ops, and retried every few hours until it works.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.renewal import RenewalActivities
     from csp_core.billing import (
+        REACTIVATION_ESCALATE_AFTER,
+        REACTIVATION_GIVE_UP_AFTER,
+        REACTIVATION_RETRY_EVERY,
+        SUSPENSION_RETRY_HORIZON,
         CutoffPolicy,
         LadderStep,
         StepKind,
@@ -29,16 +42,21 @@ with workflow.unsafe.imports_passed_through():
         remaining_ladder,
     )
     from csp_core.renewals import (
+        MAX_REPORTED_FAILURES,
+        ChargeFailure,
         CyclePage,
         CycleRequest,
         CycleResult,
+        NoticeKind,
+        PreparedCharges,
         RenewalNotice,
         RenewalRequest,
         RenewalStatus,
     )
-    from csp_core.stages import PaymentStatus
+    from csp_core.stages import OpsAttention, PaymentStatus
     from csp_core.timezones import zone
     from temporalutil import search_attributes as sa
+    from workflows.common import BackgroundNotices, OpsAlerts
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10))
@@ -55,6 +73,23 @@ PAYMENT_TIME_DECIDES = "payment-time-decides-lateness"
 # Patch: a step that leaves status and level as they are writes nothing (the opening PENDING
 # was written by the cycle), two local activities fewer per renewal.
 SKIP_UNCHANGED_STATUS = "skip-unchanged-status-writes"
+# Patch: suspension and reactivation failures no longer fail the workflow: reactivation is
+# retried, escalated to ops and retried every few hours; a failed suspension is told to ops.
+PROVIDER_FAILURES_ESCALATED = "renewal-provider-failures-escalated"
+# Patch: a partial payment is acknowledged to the reseller (an e-mail) and keeps the charge open.
+PARTIAL_PAYMENTS = "renewal-partial-payments"
+# Patch: the cycle records charges with `prepare_period_charges`, which names the charges it
+# could not record; bad charges are reported (OpsAttention CHARGE_FAILED), the others proceed.
+CYCLE_REPORTS_BAD_CHARGES = "cycle-reports-bad-charges"
+
+# Reactivation: first retried with backoff for REACTIVATION_ESCALATE_AFTER, then every
+# REACTIVATION_RETRY_EVERY, each round an activity retried for up to an hour.
+REACTIVATE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=30),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=30),
+)
+REACTIVATION_ROUND = timedelta(hours=1)
 
 _STATUS_OF_STEP = {
     StepKind.NOTICE: PaymentStatus.PENDING,
@@ -70,21 +105,39 @@ class RenewalCycleWorkflow:
     @workflow.run
     async def run(self, request: CycleRequest) -> CycleResult:
         period = request.period or self._scheduled_period(request)
+        reports = workflow.patched(CYCLE_REPORTS_BAD_CHARGES)
+        self._alerts = OpsAlerts()
+        self._failed = list(request.failed)
+        self._failed_count = request.failed_count
+        if reports and self._failed_count:
+            self._alerts.raise_(OpsAttention.CHARGE_FAILED)  # carried over continue-as-new
         prepared = request.charges_owed
         if not request.charges_prepared:
             workflow.set_current_details(f"Recording the renewal charges of **{period}**.")
-            prepared = await workflow.execute_activity_method(
-                RenewalActivities.prepare_charges,
-                args=[period, request.policy],
-                summary=f"Record charges {period}",
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=RETRY,
-            )
+            if reports:
+                outcome: PreparedCharges = await workflow.execute_activity_method(
+                    RenewalActivities.prepare_period_charges,
+                    args=[period, request.policy],
+                    summary=f"Record charges {period}",
+                    start_to_close_timeout=timedelta(minutes=30),
+                    heartbeat_timeout=timedelta(minutes=2),
+                    retry_policy=RETRY,
+                )
+                prepared = outcome.recorded
+                self._report(outcome.failed)
+            else:
+                prepared = await workflow.execute_activity_method(
+                    RenewalActivities.prepare_charges,
+                    args=[period, request.policy],
+                    summary=f"Record charges {period}",
+                    start_to_close_timeout=timedelta(minutes=30),
+                    heartbeat_timeout=timedelta(minutes=2),
+                    retry_policy=RETRY,
+                )
         after_id, started = request.after_id, request.started
         for _ in range(request.pages_per_run):
             workflow.set_current_details(
-                f"Period **{period}**: {started} renewal workflow(s) started so far."
+                self._details(f"Period **{period}**: {started} renewal workflow(s) started so far.")
             )
             page: CyclePage = await workflow.execute_activity_method(
                 RenewalActivities.start_renewals_page,
@@ -94,12 +147,20 @@ class RenewalCycleWorkflow:
                 heartbeat_timeout=timedelta(minutes=2),
                 retry_policy=RETRY,
             )
+            if reports:
+                self._report(page.failed)
             if page.seen == 0:
                 workflow.set_current_details(
-                    f"Period **{period}** done: {started} renewal workflow(s) started."
+                    self._details(
+                        f"Period **{period}** done: {started} renewal workflow(s) started."
+                    )
                 )
                 return CycleResult(
-                    period=period, charges_prepared=prepared, renewals_started=started
+                    period=period,
+                    charges_prepared=prepared,
+                    renewals_started=started,
+                    failed=self._failed,
+                    failed_count=self._failed_count,
                 )
             after_id, started = page.last_id, started + page.started
         workflow.continue_as_new(
@@ -110,8 +171,38 @@ class RenewalCycleWorkflow:
                     "started": started,
                     "charges_prepared": True,
                     "charges_owed": prepared,
+                    "failed": self._failed,
+                    "failed_count": self._failed_count,
                 }
             )
+        )
+
+    def _report(self, failed: list[ChargeFailure]) -> None:
+        """Bad charges are named (up to a bound), counted, and flagged for ops."""
+        if not failed:
+            return
+        room = MAX_REPORTED_FAILURES - len(self._failed)
+        self._failed.extend(failed[: max(room, 0)])
+        self._failed_count += len(failed)
+        self._alerts.raise_(OpsAttention.CHARGE_FAILED)
+        for failure in failed:
+            workflow.logger.warning(
+                "renewal charge %s failed: %s", failure.subscription_id, failure.reason
+            )
+
+    def _details(self, headline: str) -> str:
+        if not self._failed_count:
+            return headline
+        listed = "\n".join(f"- `{f.subscription_id}`: {f.reason}" for f in self._failed[:20])
+        if self._failed_count > len(self._failed[:20]):
+            listed += f"\n- … {self._failed_count - len(self._failed[:20])} more (see the result)"
+        return "\n\n".join(
+            [
+                headline,
+                self._alerts.markdown(),
+                f"{self._failed_count} charge(s) could not be prepared or started; the others "
+                f"proceed:\n{listed}",
+            ]
         )
 
     @staticmethod
@@ -135,6 +226,12 @@ class RenewalPaymentWorkflow:
         self._paid_at: datetime | None = None
         self._next: LadderStep | None = None
         self._detail = "Waiting for the renewal payment."
+        # Partial payments: by reference (a reference is one payment), and the registry's total.
+        self._partials: dict[str, Decimal] = {}
+        self._recorded_paid = Decimal(0)
+        self._alerts = OpsAlerts()
+        self._notices = BackgroundNotices(self._alerts, on_change=self._refresh_details)
+        self._last_failure = ""
 
     @workflow.run
     async def run(self, request: RenewalRequest) -> RenewalStatus:
@@ -168,6 +265,12 @@ class RenewalPaymentWorkflow:
             if await self._paid_before(min(deadline, workflow.now() + LATE_PAYMENT_CHECK)):
                 return await self._settle()
         self._detail = f"Unpaid {self._policy.late_payment_days} days after the cutoff; closed."
+        return await self._finish()
+
+    async def _finish(self) -> RenewalStatus:
+        """Every notice delivered or given up, then the final details and status."""
+        self._next = None
+        await self._notices.drain()
         workflow.set_current_details(self._details())
         return self.status()
 
@@ -179,35 +282,110 @@ class RenewalPaymentWorkflow:
             return
         await self._set(status, step.level, "Unpaid at the cutoff: at risk.")
         if self._policy.cutoff_policy is CutoffPolicy.SUSPEND:
+            if not workflow.patched(PROVIDER_FAILURES_ESCALATED):
+                await workflow.execute_activity_method(
+                    RenewalActivities.suspend_subscription,
+                    self._charge,
+                    summary="Suspend subscription at provider",
+                    **CALL,
+                )
+            elif not await self._suspend():
+                return
+            await self._set(PaymentStatus.SUSPENDED, step.level, "Suspended for non-payment.")
+            await self._notify("suspended")
+
+    async def _suspend(self) -> bool:
+        """Suspend at the provider, retried for hours. A failure leaves the charge AT_RISK with
+        the subscription running, and ops told (they decide); the chase goes on."""
+        try:
             await workflow.execute_activity_method(
                 RenewalActivities.suspend_subscription,
                 self._charge,
                 summary="Suspend subscription at provider",
-                **CALL,
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=SUSPENSION_RETRY_HORIZON,
+                retry_policy=RETRY,
             )
-            await self._set(PaymentStatus.SUSPENDED, step.level, "Suspended for non-payment.")
-            await self._notify("suspended")
+            return True
+        except ActivityError as err:
+            self._detail = (
+                f"Unpaid at the cutoff: at risk. Suspension failed ({_cause(err)}); the "
+                "subscription is still active; ops were told."
+            )
+            workflow.set_current_details(self._details())
+            await self._notify(NoticeKind.SUSPENSION_FAILED)
+            return False
 
     async def _settle(self) -> RenewalStatus:
         paid = f"Paid ({self._reference or 'no reference'})"
         if self._paid_at is not None:
             when = _local(self._paid_at, self._policy.timezone)
             paid += f" at {when}, {'after' if self._paid_late() else 'before'} the cutoff"
+        self._next = None
         if self._status is PaymentStatus.SUSPENDED:
-            await workflow.execute_activity_method(
-                RenewalActivities.reactivate_subscription,
-                self._charge,
-                summary="Reactivate subscription at provider",
-                **CALL,
-            )
+            if not workflow.patched(PROVIDER_FAILURES_ESCALATED):
+                await workflow.execute_activity_method(
+                    RenewalActivities.reactivate_subscription,
+                    self._charge,
+                    summary="Reactivate subscription at provider",
+                    **CALL,
+                )
+            elif not await self._reactivate(paid):
+                return await self._finish()
             await self._set(PaymentStatus.REACTIVATED, self._level, f"{paid}; reactivated.")
             await self._notify("reactivated")
         else:
             await self._set(PaymentStatus.PAID, self._level, f"{paid}.")
             await self._notify("paid")
-        self._next = None
+        return await self._finish()
+
+    async def _reactivate(self, paid: str) -> bool:
+        """Reactivate a paid, suspended subscription. Retried with backoff for a few hours;
+        then flagged (REACTIVATION_FAILED), e-mailed to ops, and retried every few hours for
+        weeks. PaymentStatus stays SUSPENDED meanwhile: that is what the customer lives with.
+        False when it gave up (ops are told again; the flag stays on the closed workflow)."""
+        give_up_at = workflow.now() + REACTIVATION_GIVE_UP_AFTER
+        self._detail = f"{paid}; reactivating at the provider."
         workflow.set_current_details(self._details())
-        return self.status()
+        if await self._try_reactivate(REACTIVATION_ESCALATE_AFTER):
+            return True
+        self._alerts.raise_(OpsAttention.REACTIVATION_FAILED)
+        await self._notify(NoticeKind.REACTIVATION_FAILED)
+        while workflow.now() + REACTIVATION_RETRY_EVERY <= give_up_at:
+            retry_at = workflow.now() + REACTIVATION_RETRY_EVERY
+            self._detail = (
+                f"{paid}; still suspended: the provider has not reactivated it "
+                f"({self._last_failure}). Ops were told; next try at "
+                f"{_local(retry_at, self._policy.timezone)}."
+            )
+            workflow.set_current_details(self._details())
+            await workflow.sleep(REACTIVATION_RETRY_EVERY, summary="Wait to retry reactivation")
+            if await self._try_reactivate(REACTIVATION_ROUND):
+                self._alerts.clear(OpsAttention.REACTIVATION_FAILED)
+                return True
+        self._detail = (
+            f"{paid}; still suspended: reactivation failed for "
+            f"{REACTIVATION_GIVE_UP_AFTER.days} days ({self._last_failure}). "
+            "Reactivate it by hand; ops were told."
+        )
+        await self._notify(NoticeKind.REACTIVATION_ABANDONED)
+        return False
+
+    async def _try_reactivate(self, within: timedelta) -> bool:
+        try:
+            await workflow.execute_activity_method(
+                RenewalActivities.reactivate_subscription,
+                self._charge,
+                summary="Reactivate subscription at provider",
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=within,
+                retry_policy=REACTIVATE_RETRY,
+            )
+            return True
+        except ActivityError as err:
+            self._last_failure = _cause(err)
+            workflow.logger.warning("reactivation failed: %s", self._last_failure)
+            return False
 
     async def _paid_before(self, at: datetime) -> bool:
         """Wait for the payment signal until `at`; then ask the registry (payments recorded
@@ -241,24 +419,60 @@ class RenewalPaymentWorkflow:
         seen = await workflow.execute_local_activity_method(
             RenewalActivities.find_payment, args=args, **BOOKKEEPING
         )
-        if seen is not None:
+        if seen is None:
+            return
+        if seen.settled:
             self._paid, self._reference, self._paid_at = True, seen.reference, seen.paid_at
+        elif seen.amount_paid is not None and seen.amount_paid > self._recorded_paid:
+            self._recorded_paid = seen.amount_paid  # partly paid, without a signal
+            self._refresh_details()
 
     def _paid_late(self) -> bool:
         return self._paid_at is not None and self._paid_at >= self._due_at
 
     @workflow.signal(
-        description="The renewal payment was received: reference and when it was paid "
-        "(both optional; the time defaults to when the signal arrives)."
+        description="A renewal payment was received: reference, when it was paid (default: "
+        "when the signal arrives), its amount (default: all that is due, which settles the "
+        "charge) and the total the registry has recorded so far for the charge."
     )
     def payment_received(
-        self, reference: str | None = None, paid_at: datetime | None = None
+        self,
+        reference: str | None = None,
+        paid_at: datetime | None = None,
+        amount: Decimal | None = None,
+        amount_paid: Decimal | None = None,
     ) -> None:
         if self._paid:
-            return  # the first payment recorded is the one that counts
-        self._paid = True
-        self._reference = reference or self._reference
-        self._paid_at = paid_at or workflow.now()
+            return  # the payment that settled it is the one that counts
+        # Type hints only decode the arguments when all four are sent: older senders (and saved
+        # histories) send two, which arrive as JSON values.
+        if isinstance(paid_at, str):
+            paid_at = datetime.fromisoformat(paid_at)
+        amount = None if amount is None else Decimal(str(amount))
+        amount_paid = None if amount_paid is None else Decimal(str(amount_paid))
+        total = max(amount_paid or Decimal(0), self._recorded_paid)
+        if amount is None or total >= self._charge.amount:
+            self._paid = True
+            self._reference = reference or self._reference
+            self._paid_at = paid_at or workflow.now()
+            return
+        # Partial: the charge stays open; the same reference again changes nothing.
+        key = reference or f"payment-{len(self._partials) + 1}"
+        if key in self._partials:
+            return
+        self._partials[key] = amount
+        self._recorded_paid = max(total, sum(self._partials.values(), Decimal(0)))
+        self._refresh_details()
+        asyncio.ensure_future(self._acknowledge_partial(key, amount))
+
+    async def _acknowledge_partial(self, reference: str, amount: Decimal) -> None:
+        if workflow.patched(PARTIAL_PAYMENTS):
+            await self._notify(
+                NoticeKind.PARTIAL_PAYMENT, payment_reference=reference, payment_amount=amount
+            )
+
+    def _amount_paid(self) -> Decimal:
+        return self._charge.amount if self._paid else self._recorded_paid
 
     @workflow.query(description="Where the renewal payment stands.")
     def status(self) -> RenewalStatus:
@@ -274,6 +488,10 @@ class RenewalPaymentWorkflow:
             paid_at=self._paid_at,
             paid_late=self._paid_late(),
             detail=self._detail,
+            amount=self._charge.amount,
+            amount_paid=self._amount_paid(),
+            amount_due=max(self._charge.amount - self._amount_paid(), Decimal(0)),
+            ops_attention=sorted(a.value for a in self._alerts.raised),
         )
 
     async def _set(self, status: PaymentStatus, level: int, detail: str) -> None:
@@ -292,16 +510,30 @@ class RenewalPaymentWorkflow:
             **BOOKKEEPING,
         )
 
-    async def _notify(self, kind: StepKind | str, reminder_number: int = 0) -> None:
+    async def _notify(
+        self,
+        kind: StepKind | str,
+        reminder_number: int = 0,
+        payment_reference: str | None = None,
+        payment_amount: Decimal | None = None,
+    ) -> None:
+        """Send a notice beside the process: a notice that cannot go out never stops it."""
         label = kind.value if isinstance(kind, StepKind) else kind
-        await workflow.execute_activity_method(
-            RenewalActivities.notify_renewal,
-            RenewalNotice(
-                kind=kind, charge=self._charge, policy=self._policy, reminder_number=reminder_number
-            ),
-            summary=f"E-mail: {label}",
-            **CALL,
+        notice = RenewalNotice(
+            kind=kind,
+            charge=self._charge,
+            policy=self._policy,
+            reminder_number=reminder_number,
+            amount_paid=Decimal(0) if self._paid else self._recorded_paid,
+            payment_reference=payment_reference,
+            payment_amount=payment_amount,
         )
+        await self._notices.send(
+            RenewalActivities.notify_renewal, notice, key=notice.key, summary=f"E-mail: {label}"
+        )
+
+    def _refresh_details(self) -> None:
+        workflow.set_current_details(self._details())
 
     def _details(self) -> str:
         charge, tz = self._charge, self._policy.timezone
@@ -309,11 +541,26 @@ class RenewalPaymentWorkflow:
             f"**{self._status.value}** · level {self._level} · subscription "
             f"`{charge.subscription_id}` · {charge.domain} · period {charge.period}",
             f"Amount {charge.amount} MXN, due before {_local(self._due_at, tz)}.",
-            self._detail,
         ]
+        if not self._paid and self._recorded_paid > 0:
+            due = max(charge.amount - self._recorded_paid, Decimal(0))
+            lines.append(f"Paid {self._recorded_paid} of {charge.amount} MXN; {due} due.")
+        lines.append(self._detail)
+        if self._alerts.raised:
+            lines.append(self._alerts.markdown())
+        if self._notices.undeliverable:
+            lines.append("Undeliverable e-mail(s): " + ", ".join(self._notices.undeliverable))
         if self._next is not None:
             lines.append(f"Next: {self._next.kind.value} at {_local(self._next.at, tz)}.")
         return "\n\n".join(lines)
+
+
+def _cause(err: ActivityError) -> str:
+    """The innermost failure message of an activity error, in one line."""
+    cause: BaseException = err
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return (str(cause) or type(cause).__name__).splitlines()[0][:200]
 
 
 def _local(instant: datetime, timezone: str) -> str:

@@ -50,6 +50,9 @@ class EmailKind(StrEnum):
     RENEWAL_SUSPENDED = "renewal_suspended"
     RENEWAL_REACTIVATED = "renewal_reactivated"
     PAYMENT_RECEIVED = "payment_received"
+    RENEWAL_PARTIAL_PAYMENT = "renewal_partial_payment"
+    RENEWAL_REACTIVATION_FAILED = "renewal_reactivation_failed"
+    RENEWAL_SUSPENSION_FAILED = "renewal_suspension_failed"
 
 
 def _one_line(value: str) -> str:
@@ -112,6 +115,11 @@ class RenewalDetails(BaseModel):
     amount: Decimal = Field(description="MXN due for the period")
     cutoff: AwareDatetime = Field(description="Payment due before this instant (day 26 00:00)")
     order_id: str | None = None
+    amount_paid: Decimal = Field(default=Decimal(0), description="MXN paid so far (partial)")
+
+    @property
+    def amount_due(self) -> Decimal:
+        return max(self.amount - self.amount_paid, Decimal(0))
 
     @field_validator("billing_period")
     @classmethod
@@ -175,6 +183,9 @@ def _renewal_summary(r: RenewalDetails, tz: ZoneInfo, *, with_due: bool = True) 
         f"Periodo de facturación: {format_period_es(r.billing_period)}",
         f"Monto: {format_mxn(r.amount)}",
     ]
+    if r.amount_paid > 0:
+        lines.append(f"Pagado hasta ahora: {format_mxn(r.amount_paid)}")
+        lines.append(f"Saldo pendiente: {format_mxn(r.amount_due)}")
     if r.order_id:
         lines.insert(0, f"Pedido original: {r.order_id}")
     if with_due:
@@ -682,5 +693,94 @@ def payment_received(
         kind=EmailKind.PAYMENT_RECEIVED.value,
         to=[r.reseller_email],
         subject=_renewal_subject("Pago recibido", r),
+        text=text,
+    )
+
+
+def renewal_partial_payment(
+    renewal: RenewalDetails, paid_now: Decimal, *, key: str, tz: ZoneInfo = BUSINESS_TZ
+) -> Email:
+    """A payment that does not cover the charge: thanks, and what is still due by when."""
+    r = renewal
+    text = _body(
+        _greeting(r.reseller_name),
+        f"Registramos un pago de {format_mxn(paid_now)} de la renovación de "
+        f"{format_period_es(r.billing_period)} de {r.product_name} para {r.company_name}. "
+        f"El monto de la renovación es {format_mxn(r.amount)}: llevamos recibidos "
+        f"{format_mxn(r.amount_paid)} y quedan {format_mxn(r.amount_due)} por pagar, "
+        f"{_cutoff_phrase(r.cutoff, tz)}.",
+        _renewal_summary(r, tz),
+        "Mientras quede saldo pendiente, el pago se considera incompleto y los recordatorios "
+        "continúan. En cuanto se complete le enviaremos la confirmación.",
+    )
+    return Email(
+        key=key,
+        kind=EmailKind.RENEWAL_PARTIAL_PAYMENT.value,
+        to=[r.reseller_email],
+        subject=_renewal_subject(f"Pago parcial recibido; saldo de {format_mxn(r.amount_due)}", r),
+        text=text,
+    )
+
+
+def renewal_reactivation_failed(
+    renewal: RenewalDetails,
+    ops_email: str,
+    *,
+    key: str,
+    tz: ZoneInfo = BUSINESS_TZ,
+    retry_every: timedelta | None = None,
+) -> Email:
+    """To ops: the customer paid, but the provider has not reactivated the subscription.
+    `retry_every` None: the automatic retries stopped, reactivation must be done by hand."""
+    r = renewal
+    if retry_every is not None:
+        hours = int(retry_every.total_seconds() // 3600)
+        follow_up = (
+            f"Seguimos intentándolo automáticamente cada {hours} horas y le avisaremos al "
+            "reactivarla. Revise el estado de la suscripción con el proveedor."
+        )
+        subject = "Acción requerida: la reactivación falló"
+    else:
+        follow_up = (
+            "Dejamos de intentarlo automáticamente: reactive la suscripción manualmente con el "
+            "proveedor lo antes posible."
+        )
+        subject = "Acción requerida: reactivación manual pendiente"
+    text = _body(
+        "Equipo de operaciones:",
+        f"{r.reseller_name} pagó la renovación de {format_period_es(r.billing_period)} de "
+        f"{r.product_name} para {r.company_name} ({r.domain}), pero el proveedor no ha "
+        "reactivado la suscripción: los usuarios del cliente siguen sin acceso.",
+        follow_up,
+        _renewal_summary(r, tz, with_due=False),
+    )
+    return Email(
+        key=key,
+        kind=EmailKind.RENEWAL_REACTIVATION_FAILED.value,
+        to=[ops_email],
+        subject=_renewal_subject(subject, r),
+        text=text,
+    )
+
+
+def renewal_suspension_failed(
+    renewal: RenewalDetails, ops_email: str, *, key: str, tz: ZoneInfo = BUSINESS_TZ
+) -> Email:
+    """To ops: unpaid at the cutoff under the suspension policy, but the provider refused."""
+    r = renewal
+    text = _body(
+        "Equipo de operaciones:",
+        f"La renovación de {format_period_es(r.billing_period)} de {r.product_name} para "
+        f"{r.company_name} ({r.domain}) no se pagó a tiempo y la política es suspender, pero "
+        "el proveedor no suspendió la suscripción: sigue activa.",
+        "Decida si la suspende manualmente con el proveedor. Si el pago llega, no hace falta "
+        "reactivarla.",
+        _renewal_summary(r, tz, with_due=False),
+    )
+    return Email(
+        key=key,
+        kind=EmailKind.RENEWAL_SUSPENSION_FAILED.value,
+        to=[ops_email],
+        subject=_renewal_subject("Acción requerida: la suspensión falló", r),
         text=text,
     )

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
+from csp_core.billing import MAX_CHARGE_AMOUNT
 from csp_core.models import BillingCycle, TenantMode, Term
 from csp_core.registry.errors import (
     ChargeAlreadyPaid,
@@ -44,6 +45,7 @@ from csp_core.registry.tables import (
     Notification,
     Order,
     RenewalCharge,
+    RenewalPayment,
     Subscription,
     Tenant,
     TenantReseller,
@@ -225,6 +227,24 @@ class ChargeRecord(_Record):
     @property
     def is_open(self) -> bool:
         return self.status not in SETTLED
+
+    @property
+    def amount_paid(self) -> Decimal:
+        return self.paid_amount or Decimal("0.00")
+
+    @property
+    def amount_due(self) -> Decimal:
+        """What is still to pay (0 once settled; an overpayment does not go negative)."""
+        if self.paid_at is not None:
+            return Decimal("0.00")
+        return max(self.amount - self.amount_paid, Decimal("0.00"))
+
+
+class PaymentRecord(_Record):
+    reference: str
+    amount: Decimal
+    paid_at: datetime
+    recorded_at: datetime
 
 
 class ChargeContext(_Record):
@@ -688,8 +708,11 @@ class Registry:
         self, subscription_id: str, period: str, amount: Decimal, due_at: datetime
     ) -> ChargeRecord:
         """Create the period's charge; an open one takes the new amount/due date, a paid one
-        never changes."""
+        never changes. An amount the NUMERIC(12, 2) column cannot hold is refused here, the
+        same on SQLite (which would store it) as on PostgreSQL (which would fail)."""
         _check_period(period)
+        if not (Decimal(amount).is_finite() and 0 <= Decimal(amount) <= MAX_CHARGE_AMOUNT):
+            raise ValueError(f"amount: must be within 0..{MAX_CHARGE_AMOUNT} MXN (got {amount})")
         now = utcnow()
         insert = self._insert(RenewalCharge).values(
             subscription_id=subscription_id,
@@ -835,29 +858,88 @@ class Registry:
         amount: Decimal | None = None,
         paid_at: datetime | None = None,
     ) -> tuple[ChargeRecord, bool]:
-        """Mark the charge paid. Returns (charge, newly_paid); the same payment again is
-        harmless, a different payment for a paid charge raises ChargeAlreadyPaid."""
+        """Record one payment towards the charge. Returns (charge, newly_recorded).
+
+        `amount` defaults to what is still due. The same reference again changes nothing (even
+        with another amount: a reference names one payment). The charge is settled (PAID, with
+        the reference and paid_at of the payment that completed it, in payment-time order) once
+        its payments add up to its amount; until then `paid_amount` shows the total so far. A
+        new payment for a settled charge raises ChargeAlreadyPaid."""
+        if amount is not None:
+            amount = Decimal(amount)
+            if not (amount.is_finite() and Decimal(0) < amount <= MAX_CHARGE_AMOUNT):
+                raise ValueError(
+                    f"amount: must be more than 0 and at most {MAX_CHARGE_AMOUNT} MXN "
+                    f"(got {amount})"
+                )
+        when = as_utc(paid_at) if paid_at else utcnow()
         with self._tx(write=True) as session:
             charge = self._require_charge(session, subscription_id, period)
-            result = session.execute(
-                update(RenewalCharge)
-                .where(RenewalCharge.id == charge.id, RenewalCharge.paid_at.is_(None))
-                .values(
-                    status=PaymentStatus.PAID.value,
-                    paid_at=as_utc(paid_at) if paid_at else utcnow(),
-                    payment_reference=reference,
-                    paid_amount=Decimal(amount) if amount is not None else charge.amount,
-                    updated_at=utcnow(),
-                )
-                .returning(RenewalCharge.id),
-                execution_options={"synchronize_session": False},
+            # Serialize payments of one charge (PostgreSQL; SQLite's writer lock already does).
+            session.execute(
+                select(RenewalCharge.id).where(RenewalCharge.id == charge.id).with_for_update()
             )
-            newly_paid = result.first() is not None
-            charge = self._require_charge(session, subscription_id, period)
-            if not newly_paid and charge.payment_reference != reference:
+            known = session.scalars(
+                select(RenewalPayment.id).where(
+                    RenewalPayment.charge_id == charge.id, RenewalPayment.reference == reference
+                )
+            ).first()
+            if known is not None:
+                return ChargeRecord.model_validate(charge), False
+            if charge.paid_at is not None:
                 raise ChargeAlreadyPaid(
                     f"the renewal charge of subscription {subscription_id} for {period} is "
                     f"already paid (reference {charge.payment_reference}); payment {reference} "
                     "was not applied"
                 )
-            return ChargeRecord.model_validate(charge), newly_paid
+            due = charge.amount - (charge.paid_amount or Decimal(0))
+            inserted = session.execute(
+                self._insert(RenewalPayment)
+                .values(
+                    charge_id=charge.id,
+                    reference=reference,
+                    amount=amount if amount is not None else due,
+                    paid_at=when,
+                    recorded_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["charge_id", "reference"])
+                .returning(RenewalPayment.id)
+            ).first()
+            if inserted is None:  # the same payment, recorded concurrently
+                return ChargeRecord.model_validate(charge), False
+            payments = session.scalars(
+                select(RenewalPayment)
+                .where(RenewalPayment.charge_id == charge.id)
+                .order_by(RenewalPayment.paid_at, RenewalPayment.id)
+            ).all()
+            values: dict[str, Any] = {
+                "paid_amount": sum((p.amount for p in payments), Decimal(0)),
+                "updated_at": utcnow(),
+            }
+            running = Decimal(0)
+            for payment in payments:
+                running += payment.amount
+                if running >= charge.amount:
+                    values.update(
+                        status=PaymentStatus.PAID.value,
+                        paid_at=payment.paid_at,
+                        payment_reference=payment.reference,
+                    )
+                    break
+            session.execute(
+                update(RenewalCharge).where(RenewalCharge.id == charge.id).values(**values),
+                execution_options={"synchronize_session": False},
+            )
+            charge = self._require_charge(session, subscription_id, period)
+            return ChargeRecord.model_validate(charge), True
+
+    def list_payments(self, subscription_id: str, period: str) -> list[PaymentRecord]:
+        """The payments recorded towards a charge, in payment-time order."""
+        with self._tx() as session:
+            charge = self._require_charge(session, subscription_id, period)
+            rows = session.scalars(
+                select(RenewalPayment)
+                .where(RenewalPayment.charge_id == charge.id)
+                .order_by(RenewalPayment.paid_at, RenewalPayment.id)
+            )
+            return [PaymentRecord.model_validate(row) for row in rows]

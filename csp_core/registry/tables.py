@@ -220,3 +220,18 @@ class RenewalCharge(Base):
     paid_amount: Mapped[Decimal | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class RenewalPayment(Base):
+    """One payment towards a renewal charge. A charge is settled when its payments add up to
+    its amount; the same reference for the same charge is the same payment (recorded once)."""
+
+    __tablename__ = "renewal_payments"
+    __table_args__ = (UniqueConstraint("charge_id", "reference"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_id: Mapped[int] = mapped_column(ForeignKey("renewal_charges.id"))
+    reference: Mapped[str] = mapped_column(String(128))
+    amount: Mapped[Decimal]
+    paid_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]

@@ -2,8 +2,8 @@
 
 Every existing tenant belongs to the reseller that recorded it.
 
-Revision ID: 0005
-Revises: 0002
+Revision ID: 0004_tenant_resellers
+Revises: 0003_renewal_payments
 Create Date: 2026-11-29
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0002"
+revision: str = "0004_tenant_resellers"
+down_revision: str | None = "0003_renewal_payments"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
