@@ -48,4 +48,5 @@ class OpsAttention(StrEnum):
     PROVISIONING_SLOW = "PROVISIONING_SLOW"  # placed, not provisioned within the horizon
     CREDENTIALS_UNRECORDED = "CREDENTIALS_UNRECORDED"  # tenant created, registry not reachable
     REACTIVATION_FAILED = "REACTIVATION_FAILED"  # paid but still suspended at the provider
+    SUSPENSION_FAILED = "SUSPENSION_FAILED"  # unpaid at the cutoff, could not be suspended
     CHARGE_FAILED = "CHARGE_FAILED"  # a renewal charge could not be prepared or started

@@ -308,6 +308,7 @@ class RenewalPaymentWorkflow:
             )
             return True
         except ActivityError as err:
+            self._alerts.raise_(OpsAttention.SUSPENSION_FAILED)
             self._detail = (
                 f"Unpaid at the cutoff: at risk. Suspension failed ({_cause(err)}); the "
                 "subscription is still active; ops were told."
