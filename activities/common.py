@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from csp_core.notifications.mailer import Mailer
+from csp_core.notifications.mailer import MailDeliveryError, Mailer
 from csp_core.notifications.messages import Email
 from csp_core.providers.port import ProviderError
-from csp_core.registry import Registry
+from csp_core.registry import NotificationStatus, Registry
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 # Activity error types the workflows react to (ApplicationError.type).
 NOTICE_UNDELIVERABLE = "NoticeUndeliverable"  # the mail server refused the notice for good
+MAIL_UNAVAILABLE = "MailUnavailable"  # the mail server could not take it now: retried
+LEDGER_UNAVAILABLE = "LedgerUnavailable"  # the e-mail ledger (registry) is unreachable: retried
 
 _REQUEST_NAMESPACE = uuid.UUID("5f1f7a52-3c1d-4b8e-9a56-0c5b3f3e9d21")
 
@@ -64,10 +68,27 @@ async def send_once(
     subscription_id: str | None = None,
     period: str | None = None,
 ) -> bool:
-    """Send an e-mail at most once per key: claim it in the ledger, send, and release the claim
-    if sending fails so the activity's retry sends it. False when it had already gone out."""
-    claimed = await in_thread(
-        registry.claim_notification,
+    """Send a notice at least once, and never again once the mail server took it.
+
+    The ledger row is claimed (PENDING) before sending and marked SENT after. A PENDING row
+    found by a later attempt (the previous one failed, or its worker died between claim and
+    send, or between send and mark) is sent again: at least once, never lost; the Message-ID
+    comes from `email.key`, so such a duplicate is recognisable downstream.
+
+    Returns True when this call sent it, False when the ledger says it was already sent.
+    Raises ApplicationError:
+    - NOTICE_UNDELIVERABLE (non-retryable) when the mail server refuses it for good (5xx, bad
+      credentials...): the row becomes UNDELIVERABLE with the reason, for ops. A later attempt
+      for an UNDELIVERABLE row raises the same, without contacting the mail server again.
+    - MAIL_UNAVAILABLE (retryable) for a transient failure (connection refused, timeout, 4xx):
+      the row stays PENDING with the attempt and error recorded; the retry sends.
+    - LEDGER_UNAVAILABLE (retryable) when the registry cannot be reached: the row stays PENDING
+      (or absent), so the retry sends.
+    """
+    row = await _ledger(
+        "claiming",
+        email.key,
+        registry.begin_notification_attempt,
         email.key,
         email.kind,
         ",".join(email.to),
@@ -75,11 +96,49 @@ async def send_once(
         subscription_id,
         period,
     )
-    if not claimed:
+    if row.status is NotificationStatus.SENT:
         return False
+    if row.status is NotificationStatus.UNDELIVERABLE:
+        raise _undeliverable(email, row.undeliverable_reason or "refused by the mail server")
     try:
         await mailer.send(email)
-    except Exception:
-        await in_thread(registry.release_notification, email.key)
-        raise
+    except MailDeliveryError as err:
+        reason = str(err)  # names host, kind and key, never the SMTP password or the body
+        if not err.retryable:
+            await _ledger(
+                "recording the refusal of",
+                email.key,
+                registry.mark_notification_failed,
+                email.key,
+                reason,
+                permanent=True,
+            )
+            raise _undeliverable(email, reason) from None
+        # Only bookkeeping for ops (attempts, last error): the retry sends either way.
+        with contextlib.suppress(SQLAlchemyError):
+            await in_thread(registry.mark_notification_failed, email.key, reason, permanent=False)
+        raise ApplicationError(reason, type=MAIL_UNAVAILABLE) from None
+    await _ledger(
+        "recording the delivery of", email.key, registry.mark_notification_sent, email.key
+    )
     return True
+
+
+def _undeliverable(email: Email, reason: str) -> ApplicationError:
+    return ApplicationError(
+        f"{email.kind} notice {email.key} is undeliverable: {reason}",
+        type=NOTICE_UNDELIVERABLE,
+        non_retryable=True,
+    )
+
+
+async def _ledger(doing: str, key: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a ledger call; a database failure becomes a retryable, secret-free activity error."""
+    try:
+        return await in_thread(fn, *args, **kwargs)
+    except SQLAlchemyError as err:
+        # The driver's message may name the server; the type is enough to tell an outage.
+        raise ApplicationError(
+            f"e-mail ledger unavailable while {doing} notice {key}: {type(err).__name__}",
+            type=LEDGER_UNAVAILABLE,
+        ) from None

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from csp_core.failures import OrderFailure
 from csp_core.models import Order
 from csp_core.rules import AcceptancePolicy
 from csp_core.stages import OrderStage
@@ -89,7 +90,8 @@ class OrderNotice(_Model):
     order: Order
     reminder_number: int | None = None
     deadline: datetime | None = None
-    reason: str | None = None
+    reason: str | None = None  # CANCELLED: the cancel reason as given
+    failure: OrderFailure | None = None  # FAILED: why (rendered in Spanish per failure code)
     tenant_created: bool = False
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import signal
 import sys
 import time
@@ -15,9 +16,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope
 from pydantic import SecretStr, ValidationError
+from temporalio.exceptions import ApplicationError
 
+from activities.common import LEDGER_UNAVAILABLE, MAIL_UNAVAILABLE, NOTICE_UNDELIVERABLE, send_once
 from csp_core.calendar import format_date_es, format_datetime_es, format_mxn, format_period_es
+from csp_core.failures import FailureCode, OrderFailure
 from csp_core.notifications import (
     Email,
     EmailKind,
@@ -45,6 +51,13 @@ from csp_core.notifications.messages import (
     renewal_partial_payment,
     renewal_reactivation_failed,
     renewal_suspension_failed,
+)
+from csp_core.registry import (
+    NotificationRecord,
+    NotificationStatus,
+    Registry,
+    make_engine,
+    migrate,
 )
 from csp_core.settings import Settings
 from sandbox.smtp_sink import SmtpSink, free_port
@@ -151,8 +164,12 @@ ALL_BUILDERS: dict[str, Callable[[str], Email]] = {
         RESELLER_EMAIL,
         COMPANY,
         "contosomx.onmicrosoft.com",
-        "el proveedor rechazó el dominio",
-        OPS,
+        OrderFailure(
+            code=FailureCode.PROVIDER_REJECTED,
+            detail="creating tenant contosomx.onmicrosoft.com: provider answered 400 (2000)",
+            provider_code="2000",
+        ),
+        ops_email=OPS,
         key=key,
     ),
     "renewal_notice": lambda key: renewal_notice(renewal(), key=key),
@@ -271,7 +288,9 @@ def test_cancelled_and_failed_orders() -> None:
     assert "ningún cargo" in cancelled.text
     assert cancelled.cc == []
     failed = ALL_BUILDERS["order_failed"]("k")
-    assert "el proveedor rechazó el dominio" in failed.text
+    assert "Motivo: el proveedor de licencias rechazó" in failed.text
+    assert "código de error: 2000" in failed.text
+    assert "provider answered" not in failed.text  # the ops detail stays with ops
     assert failed.to == [RESELLER_EMAIL]
     assert failed.cc == [OPS]
 
@@ -527,3 +546,413 @@ def test_sink_port_is_reusable_after_stop(tmp_path: Path) -> None:
             assert sink.port == port
         assert time.monotonic() - started < 10
     assert SmtpSink(tmp_path / "missing").messages() == []
+
+
+# --- the order failure e-mail: Spanish, per failure code, never contradicting itself --------
+
+# Words of the English reasons workflows used to pass through (and of an ops detail).
+ENGLISH = re.compile(
+    r"\b(the|choose|provider|order|please|failed|taken|another|submit|prefix|retry|tenant)\b",
+    re.IGNORECASE,
+)
+OPS_DETAIL = "ops-only detail: provider answered 400 for request 1f0e"
+NOT_AGAIN = "no vuelva a enviar el pedido"
+
+
+def failed_email(code: FailureCode, company: str = COMPANY, **params: str) -> Email:
+    return order_failed(
+        ORDER_ID,
+        RESELLER,
+        RESELLER_EMAIL,
+        company,
+        "contosomx.onmicrosoft.com",
+        OrderFailure(code=code, detail=OPS_DETAIL, **params),
+        ops_email=OPS,
+        key=f"order-{ORDER_ID}:failed",
+    )
+
+
+@pytest.mark.parametrize("code", list(FailureCode))
+def test_each_failure_reads_in_spanish_without_the_ops_detail(code: FailureCode) -> None:
+    email = failed_email(code, provider_code="2000")
+    motivo = re.search(r"^Motivo: (.+)$", email.text, re.MULTILINE)
+    assert motivo is not None and len(motivo.group(1)) > 40, email.text
+    assert not ENGLISH.search(email.text), ENGLISH.findall(email.text)
+    assert not ENGLISH.search(email.subject)
+    assert OPS_DETAIL not in email.text and "1f0e" not in email.text
+    assert email.text.rstrip().endswith("Equipo de Licenciamiento Microsoft")
+
+
+@pytest.mark.parametrize("code", list(FailureCode))
+def test_the_next_step_matches_the_reason(code: FailureCode) -> None:
+    email = failed_email(code)
+    if code in (FailureCode.DOMAIN_TAKEN, FailureCode.ORDER_CONFLICT):
+        # The reseller fixes it by sending a new order: never told not to resubmit.
+        assert NOT_AGAIN not in email.text
+        assert "número de pedido nuevo" in email.text
+        assert email.cc == []  # nothing for ops to do
+    else:
+        assert NOT_AGAIN in email.text
+        assert "operaciones" in email.text
+        assert email.cc == [OPS]
+    nothing_charged = "ni se realizó ningún cargo" in email.text
+    known_before_ordering = {
+        FailureCode.DOMAIN_TAKEN,
+        FailureCode.ORDER_CONFLICT,
+        FailureCode.TENANT_CONFLICT,
+    }
+    assert nothing_charged == (code in known_before_ordering)
+
+
+def test_domain_taken_offers_another_prefix_or_link_mode() -> None:
+    email = failed_email(FailureCode.DOMAIN_TAKEN, domain="contosomx.onmicrosoft.com")
+    assert "el dominio contosomx.onmicrosoft.com ya está en uso" in email.text
+    assert "otro prefijo" in email.text
+    assert 'modo vincular (modo "link")' in email.text
+    assert "envíe un pedido nuevo" in email.text
+
+
+def test_provider_code_is_shown_only_when_given() -> None:
+    assert (
+        "código de error: 2000"
+        in failed_email(FailureCode.PROVIDER_REJECTED, provider_code="2000").text
+    )
+    assert "código de error" not in failed_email(FailureCode.PROVIDER_REJECTED).text
+
+
+def test_a_legacy_english_reason_is_read_not_shown() -> None:
+    # A FAILED notice recorded before failure codes existed, retried by a newer worker.
+    reason = (
+        "the domain contosomx.onmicrosoft.com is already taken; choose another prefix, or "
+        "submit the order in link mode if the tenant belongs to this client"
+    )
+    email = order_failed(
+        ORDER_ID, RESELLER, RESELLER_EMAIL, COMPANY, "contosomx.onmicrosoft.com",
+        ops_email=OPS, key="k", reason=reason,
+    )  # fmt: skip
+    assert email.text == failed_email(FailureCode.DOMAIN_TAKEN).text
+    assert not ENGLISH.search(email.text)
+    with pytest.raises(ValueError, match="failure"):
+        order_failed(ORDER_ID, RESELLER, RESELLER_EMAIL, COMPANY, "x", ops_email=OPS, key="k")
+
+
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [
+        ("the domain x is already taken; choose another prefix", FailureCode.DOMAIN_TAKEN),
+        ("creating tenant x: provider answered 400 (2000): bad address", "provider_rejected"),
+        ("the provider failed to provision subscription s-1", "provisioning_failed"),
+        ("order ABS-1 is already recorded with different content; ...", "order_conflict"),
+        (
+            "domain x is already bound to tenant id t-1; refusing to bind it to t-2",
+            "tenant_conflict",
+        ),
+        ("something nobody expected", "internal"),
+    ],
+)
+def test_legacy_reasons_map_to_codes(reason: str, code: str) -> None:
+    assert OrderFailure.from_reason(reason).code == code
+
+
+def test_activity_error_types_map_to_codes() -> None:
+    def code(error_type: str | None) -> FailureCode:
+        return OrderFailure.from_error(error_type, "detail").code
+
+    assert code("ProviderRejected") is FailureCode.PROVIDER_REJECTED
+    assert code("ProvisioningFailed") is FailureCode.PROVISIONING_FAILED
+    assert code("TenantConflict") is FailureCode.TENANT_CONFLICT
+    assert code("OrderConflict") is FailureCode.ORDER_CONFLICT
+    assert code("ProviderUnavailable") is FailureCode.INTERNAL  # retries ran out
+    assert code(None) is FailureCode.INTERNAL
+
+
+def test_markup_from_input_never_reaches_a_subject() -> None:
+    email = failed_email(FailureCode.INTERNAL, company="<script>alert(1)</script> SA")
+    assert "<" not in email.subject and ">" not in email.subject
+    assert "‹script›alert(1)‹/script› SA" in email.subject  # still readable
+    assert email.html is None  # plain text only: the body is never rendered as markup
+
+
+# --- the e-mail ledger with real SMTP: at least once, never twice once sent -----------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    """A migrated registry on SQLite, and on PostgreSQL (own schema) when TEST_DATABASE_URL."""
+    if request.param == "sqlite":
+        registry = Registry.from_url(f"sqlite:///{tmp_path / 'ledger.db'}")
+        yield registry
+        registry.dispose()
+        return
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("TEST_DATABASE_URL is unset: PostgreSQL ledger tests skipped")
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    migrate.upgrade(engine)
+    try:
+        yield Registry(engine)
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def unreachable_registry() -> Registry:
+    """A registry whose database is down: nothing listens on its port."""
+    return Registry(make_engine(f"postgresql://csp@127.0.0.1:{free_port()}/csp", pool_size=1))
+
+
+class AnsweringServer:
+    """A real SMTP server (aiosmtpd) answering RCPT and/or DATA with the given replies, and
+    optionally refusing every AUTH; counts the RCPT commands it saw."""
+
+    def __init__(
+        self,
+        rcpt: Callable[[str], str] | None = None,
+        data: str | None = None,
+        refuse_auth: bool = False,
+    ) -> None:
+        self._rcpt, self._data = rcpt, data
+        self.rcpt_seen = 0
+        options: dict[str, object] = {}
+        if refuse_auth:
+            options = {
+                "auth_require_tls": False,
+                "authenticator": lambda *_: AuthResult(success=False, handled=False),
+            }
+        self.port = free_port()
+        self._controller = Controller(
+            self,
+            hostname="127.0.0.1",
+            port=self.port,
+            server_hostname="answering.localhost",
+            ready_timeout=10,
+            **options,
+        )
+
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: Envelope, address: str, options: object
+    ) -> str:
+        self.rcpt_seen += 1
+        reply = self._rcpt(address) if self._rcpt else "250 OK"
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        return self._data or "250 Message accepted"
+
+    def __enter__(self) -> AnsweringServer:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._controller.stop()
+
+
+def notice(key: str = "order-ABS-2026-000123:invitation") -> Email:
+    return invitation(key)
+
+
+def sender_domain_id(key: str) -> str:
+    return message_id_for(key, SENDER_DOMAIN)
+
+
+async def test_a_claim_left_by_a_dead_worker_is_delivered_exactly_once(
+    ledger: Registry, sink: SmtpSink, mailer: SmtpMailer
+) -> None:
+    email = notice()
+    # The first attempt claimed the notice, then its worker died before sending.
+    await asyncio.to_thread(
+        ledger.begin_notification_attempt, email.key, email.kind, RESELLER_EMAIL, ORDER_ID
+    )
+    assert await send_once(ledger, mailer, email, order_id=ORDER_ID)  # the retry sends it
+    assert not await send_once(ledger, mailer, email, order_id=ORDER_ID)
+
+    [received] = sink.messages()
+    assert received["Message-ID"] == sender_domain_id(email.key)
+    row = ledger.get_notification(email.key)
+    assert row is not None
+    assert (row.status, row.attempts, row.order_id) == (NotificationStatus.SENT, 2, ORDER_ID)
+
+
+async def test_a_notice_retried_after_success_is_not_sent_again(
+    ledger: Registry, sink: SmtpSink, mailer: SmtpMailer
+) -> None:
+    email = notice()
+    assert await send_once(ledger, mailer, email, order_id=ORDER_ID)
+    # The activity's result was lost (worker died after sending): Temporal runs it again.
+    for _ in range(3):
+        assert not await send_once(ledger, mailer, email, order_id=ORDER_ID)
+    assert len(sink.messages()) == 1
+    row = ledger.get_notification(email.key)
+    assert row is not None and row.status is NotificationStatus.SENT and row.attempts == 1
+
+
+async def test_a_permanent_refusal_is_undeliverable_and_never_retried(ledger: Registry) -> None:
+    email = notice()
+    with AnsweringServer(
+        rcpt=lambda _: "550 5.1.1 <compras@integradoranorte.mx>: no such user"
+    ) as smtp:
+        mailer = SmtpMailer("127.0.0.1", smtp.port, SENDER, timeout=10)
+        with pytest.raises(ApplicationError) as caught:
+            await send_once(ledger, mailer, email, order_id=ORDER_ID)
+        assert caught.value.type == NOTICE_UNDELIVERABLE and caught.value.non_retryable
+        assert "550" in caught.value.message
+        row = ledger.get_notification(email.key)
+        assert row is not None and row.status is NotificationStatus.UNDELIVERABLE
+        assert row.undeliverable_reason is not None and "550" in row.undeliverable_reason
+        assert row.undeliverable_at is not None and row.sent_at is None
+
+        # A later attempt (a retry, a replayed workflow) does not knock on the server again.
+        with pytest.raises(ApplicationError) as again:
+            await send_once(ledger, mailer, email, order_id=ORDER_ID)
+        assert again.value.type == NOTICE_UNDELIVERABLE and again.value.non_retryable
+        assert smtp.rcpt_seen == 1
+    [listed] = ledger.list_notifications(status=NotificationStatus.UNDELIVERABLE)
+    assert listed.key == email.key
+
+
+async def test_an_smtp_outage_keeps_the_notice_pending_then_delivers_it_once(
+    ledger: Registry, tmp_path: Path
+) -> None:
+    email = notice()
+    port = free_port()  # nothing listens there yet: the mail server is down
+    mailer = SmtpMailer("127.0.0.1", port, SENDER, timeout=5)
+    for attempt in (1, 2):
+        with pytest.raises(ApplicationError) as caught:
+            await send_once(ledger, mailer, email, order_id=ORDER_ID)
+        assert caught.value.type == MAIL_UNAVAILABLE and not caught.value.non_retryable
+        row = ledger.get_notification(email.key)
+        assert row is not None and row.status is NotificationStatus.PENDING
+        assert row.attempts == attempt and row.last_error and "SMTPConnectError" in row.last_error
+    assert [n.key for n in ledger.list_notifications(status="pending")] == [email.key]
+
+    with SmtpSink(tmp_path / "outbox", port=port) as sink:  # the mail server is back
+        assert await send_once(ledger, mailer, email, order_id=ORDER_ID)
+        assert not await send_once(ledger, mailer, email, order_id=ORDER_ID)
+        [received] = sink.messages()
+    assert received["Message-ID"] == sender_domain_id(email.key)
+    assert received["X-CSP-Key"] == email.key
+    row = ledger.get_notification(email.key)
+    assert row is not None and row.status is NotificationStatus.SENT and row.attempts == 3
+
+
+async def test_a_database_outage_never_loses_the_notice(
+    ledger: Registry, sink: SmtpSink, mailer: SmtpMailer
+) -> None:
+    email = notice()
+    down = unreachable_registry()
+    try:
+        # Down while claiming: nothing is sent, the retry can.
+        with pytest.raises(ApplicationError) as caught:
+            await send_once(down, mailer, email, order_id=ORDER_ID)
+        assert caught.value.type == LEDGER_UNAVAILABLE and not caught.value.non_retryable
+        assert sink.messages() == []
+
+        # Down right after sending: the row stays pending, so the retry sends it again, with
+        # the same Message-ID (a recognisable duplicate rather than a lost notice).
+        class DownAfterSending(Registry):
+            def mark_notification_sent(self, key: str) -> NotificationRecord:
+                return down.mark_notification_sent(key)
+
+        flaky = DownAfterSending(ledger.engine)
+        with pytest.raises(ApplicationError) as caught:
+            await send_once(flaky, mailer, email, order_id=ORDER_ID)
+        assert caught.value.type == LEDGER_UNAVAILABLE and not caught.value.non_retryable
+        row = ledger.get_notification(email.key)
+        assert row is not None and row.status is NotificationStatus.PENDING
+    finally:
+        down.dispose()
+
+    assert await send_once(ledger, mailer, email, order_id=ORDER_ID)
+    assert not await send_once(ledger, mailer, email, order_id=ORDER_ID)
+    ids = [m["Message-ID"] for m in sink.messages()]
+    assert ids == [sender_domain_id(email.key)] * 2
+
+
+# --- which SMTP failures a retry can fix (real SMTP conversations) ---------------------------
+
+
+async def _delivery_error(
+    server: AnsweringServer, email: Email, **mailer_options: object
+) -> MailDeliveryError:
+    mailer = SmtpMailer("127.0.0.1", server.port, SENDER, timeout=5, **mailer_options)  # type: ignore[arg-type]
+    with pytest.raises(MailDeliveryError) as caught:
+        await mailer.send(email)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("reply", "retryable"),
+    [
+        ("550 5.1.1 no such user", False),
+        ("553 5.1.3 bad address syntax", False),
+        ("554 5.7.1 relay access denied", False),
+        ("450 4.2.1 mailbox busy", True),
+        ("451 4.3.0 try again later", True),
+        ("452 4.2.2 mailbox full", True),
+        ("421 4.3.2 shutting down", True),
+    ],
+)
+async def test_recipient_refusals_are_permanent_only_for_5xx(reply: str, retryable: bool) -> None:
+    with AnsweringServer(rcpt=lambda _: reply) as smtp:
+        error = await _delivery_error(smtp, notice())
+    assert error.retryable is retryable
+    assert reply[:3] in str(error)
+
+
+@pytest.mark.parametrize(
+    ("reply", "retryable"),
+    [("554 5.6.0 message refused", False), ("552 5.3.4 too big", False),
+     ("451 4.7.1 greylisted", True), ("421 4.4.2 timeout", True)],
+)  # fmt: skip
+async def test_data_refusals_are_permanent_only_for_5xx(reply: str, retryable: bool) -> None:
+    with AnsweringServer(data=reply) as smtp:
+        error = await _delivery_error(smtp, notice())
+    assert error.retryable is retryable
+
+
+async def test_some_recipients_refused_for_now_is_retryable() -> None:
+    # The reseller's server refuses for good, ops' server only for now: a retry can reach ops.
+    def reply(address: str) -> str:
+        return "550 5.1.1 no such user" if address == RESELLER_EMAIL else "451 4.3.0 later"
+
+    with AnsweringServer(rcpt=reply) as smtp:
+        error = await _delivery_error(smtp, renewal_escalation(renewal(), OPS, key="k"))
+    assert error.retryable
+
+
+async def test_every_recipient_refused_for_good_is_permanent() -> None:
+    with AnsweringServer(rcpt=lambda _: "550 5.1.1 no such user") as smtp:
+        error = await _delivery_error(smtp, renewal_escalation(renewal(), OPS, key="k"))
+    assert not error.retryable
+
+
+async def test_bad_credentials_are_permanent_and_never_echoed() -> None:
+    with AnsweringServer(refuse_auth=True) as smtp:
+        error = await _delivery_error(
+            smtp, notice(), username="relay", password=SecretStr("s3cr3t-pw")
+        )
+        assert smtp.rcpt_seen == 0
+    assert not error.retryable
+    assert "535" in str(error)
+    assert "s3cr3t-pw" not in str(error)
+
+
+async def test_a_server_that_never_answers_times_out_retryably() -> None:
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        mailer = SmtpMailer("127.0.0.1", port, SENDER, timeout=1)
+        with pytest.raises(MailDeliveryError) as caught:
+            await mailer.send(notice())
+    finally:
+        silent.close()
+    assert caught.value.retryable
+    assert "Timeout" in str(caught.value)

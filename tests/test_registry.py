@@ -29,6 +29,7 @@ from csp_core.registry import (
     CredentialsNotFound,
     LicenseTransferRefused,
     NewSubscription,
+    NotificationStatus,
     OrderConflict,
     Registry,
     SubscriptionStatus,
@@ -50,6 +51,7 @@ PG_SKIP = "TEST_DATABASE_URL is unset: PostgreSQL registry tests skipped"
 MEXICO = ZoneInfo("America/Mexico_City")
 CONTOSO = "contosomx.onmicrosoft.com"
 FABRIKAM = "fabrikam.onmicrosoft.com"
+HEAD = "0005_notification_delivery"
 TABLES = {
     "tenants",
     "orders",
@@ -187,9 +189,9 @@ def test_migrations_apply_from_empty(engine: Engine) -> None:
     assert not TABLES & set(inspect(engine).get_table_names())
     migrate.upgrade(engine)
     assert set(inspect(engine).get_table_names()) >= TABLES
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0004_tenant_resellers"
+    assert migrate.current_revision(engine) == migrate.head_revision() == HEAD
     migrate.upgrade(engine)  # already at head: a no-op, not an error
-    assert migrate.current_revision(engine) == "0004_tenant_resellers"
+    assert migrate.current_revision(engine) == HEAD
 
 
 def test_migration_matches_the_models(engine: Engine) -> None:
@@ -243,7 +245,7 @@ def test_upgrade_from_0001_keeps_recorded_charges(engine: Engine) -> None:
 def test_from_url_migrates_sqlite(tmp_path: Path) -> None:
     reg = Registry.from_url(f"sqlite:///{tmp_path / 'x' / 'csp.db'}")
     try:
-        assert migrate.current_revision(reg.engine) == migrate.head_revision()
+        assert migrate.current_revision(reg.engine) == HEAD
         _order(reg)
         assert reg.get_order("ABS-1") is not None
     finally:
@@ -473,23 +475,109 @@ def test_credentials_need_a_recorded_order(registry: Registry, vault: SecretVaul
 # notifications
 
 
-def test_notification_claim_is_once_only(registry: Registry) -> None:
+def test_a_notice_is_claimed_pending_and_sent_once(registry: Registry) -> None:
     key = "order-ABS-1:invitation"
-    assert not registry.notification_recorded(key)
-    assert registry.claim_notification(key, "invitation", "compras@x.mx", order_id="ABS-1")
-    assert not registry.claim_notification(key, "invitation", "compras@x.mx", order_id="ABS-1")
-    assert registry.notification_recorded(key)
-    registry.release_notification(key)  # sending failed: the next attempt may claim again
-    assert not registry.notification_recorded(key)
-    registry.release_notification(key)  # releasing twice is harmless
-    assert registry.claim_notification(key, "invitation", "compras@x.mx", order_id="ABS-1")
-
-
-def test_concurrent_claims_have_one_winner(registry: Registry) -> None:
-    results = _concurrently(
-        lambda: registry.claim_notification("order-ABS-1:reminder:2", "reminder", "a@b.mx")
+    assert registry.get_notification(key) is None
+    claimed = registry.begin_notification_attempt(
+        key, "invitation", "compras@x.mx", order_id="ABS-1"
     )
-    assert results.count(True) == 1 and results.count(False) == len(results) - 1
+    assert (claimed.status, claimed.attempts, claimed.sent_at) == (
+        NotificationStatus.PENDING, 1, None
+    )  # fmt: skip
+    # The worker died before sending: the next attempt finds the claim still pending.
+    again = registry.begin_notification_attempt(key, "invitation", "compras@x.mx", "ABS-1")
+    assert (again.status, again.attempts) == (NotificationStatus.PENDING, 2)
+    assert again.claimed_at == claimed.claimed_at
+
+    sent = registry.mark_notification_sent(key)
+    assert sent.status is NotificationStatus.SENT and sent.sent_at is not None
+    assert registry.mark_notification_sent(key).sent_at == sent.sent_at  # first sent_at kept
+    # A sent notice is returned untouched: no new attempt is counted.
+    after = registry.begin_notification_attempt(key, "invitation", "compras@x.mx", "ABS-1")
+    assert after == sent
+    # A late failure report of a concurrent attempt does not undo the delivery.
+    late = registry.mark_notification_failed(key, "550 refused", permanent=True)
+    assert late.status is NotificationStatus.SENT and late.undeliverable_at is None
+
+
+def test_transient_and_permanent_failures_are_recorded_for_ops(registry: Registry) -> None:
+    key = "renewal-sub-1-2026-03:notice"
+    registry.begin_notification_attempt(key, "renewal_notice", "a@b.mx", None, "sub-1", "2026-03")
+    outage = registry.mark_notification_failed(
+        key, "ConnectionRefusedError\n  at 127.0.0.1", permanent=False
+    )
+    assert outage.status is NotificationStatus.PENDING
+    assert outage.last_error == "ConnectionRefusedError at 127.0.0.1"  # one line
+    registry.begin_notification_attempt(key, "renewal_notice", "a@b.mx", None, "sub-1", "2026-03")
+    refused = registry.mark_notification_failed(key, "550 5.1.1 " + "x" * 900, permanent=True)
+    assert refused.status is NotificationStatus.UNDELIVERABLE
+    assert refused.attempts == 2 and refused.sent_at is None
+    assert refused.undeliverable_at is not None
+    assert refused.undeliverable_reason is not None
+    assert refused.undeliverable_reason.startswith("550 5.1.1 xxx")
+    assert len(refused.undeliverable_reason) == 500
+    # An undeliverable notice is not claimed again.
+    assert (
+        registry.begin_notification_attempt(
+            key, "renewal_notice", "a@b.mx", None, "sub-1", "2026-03"
+        )
+        == refused
+    )
+
+
+def test_ops_list_undeliverable_and_long_pending_notices(registry: Registry) -> None:
+    for key in ("n-sent", "n-pending", "n-refused"):
+        registry.begin_notification_attempt(key, "invitation", "a@b.mx", order_id="ABS-1")
+    registry.mark_notification_sent("n-sent")
+    registry.mark_notification_failed("n-refused", "550 no such user", permanent=True)
+    later = datetime.now(UTC) + timedelta(hours=1)
+
+    def keys(**kwargs: Any) -> list[str]:
+        return [n.key for n in registry.list_notifications(**kwargs)]
+
+    assert set(keys()) == {"n-sent", "n-pending", "n-refused"}
+    assert keys(status=NotificationStatus.UNDELIVERABLE) == ["n-refused"]
+    assert keys(status="pending", older_than=later) == ["n-pending"]
+    assert keys(status="pending", older_than=datetime.now(UTC) - timedelta(hours=1)) == []
+    assert set(keys(status=["pending", "undeliverable"])) == {"n-pending", "n-refused"}
+    assert keys(order_id="ABS-2") == []
+    [refused] = registry.list_notifications(status=NotificationStatus.UNDELIVERABLE)
+    assert refused.undeliverable_reason == "550 no such user"
+    with pytest.raises(ValueError):
+        registry.list_notifications(status="lost")
+
+
+def test_concurrent_attempts_claim_one_row(registry: Registry) -> None:
+    results = _concurrently(
+        lambda: registry.begin_notification_attempt("order-ABS-1:reminder:2", "reminder", "a@b.mx")
+    )
+    assert all(r.status is NotificationStatus.PENDING for r in results), results
+    [row] = registry.list_notifications()
+    assert row.attempts == len(results)
+
+
+def test_upgrade_to_0005_keeps_recorded_notices_as_sent(engine: Engine) -> None:
+    migrate.upgrade(engine, "0002")
+    sent_at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with engine.begin() as conn:  # a ledger row as release 0002 wrote it (kept once sent)
+        conn.execute(
+            text(
+                "INSERT INTO notifications (key, kind, recipient, order_id, sent_at) "
+                "VALUES ('order-ABS-1:active', 'order_active', 'a@b.mx', 'ABS-1', :at)"
+            ),
+            {"at": sent_at},
+        )
+    migrate.upgrade(engine)
+    reg = Registry(engine)
+    row = reg.get_notification("order-ABS-1:active")
+    assert row is not None
+    assert (row.status, row.sent_at, row.claimed_at, row.attempts) == (
+        NotificationStatus.SENT, sent_at, sent_at, 1
+    )  # fmt: skip
+    assert reg.begin_notification_attempt("order-ABS-1:active", "order_active", "a@b.mx") == row
+    migrate.downgrade(engine, "0002")
+    migrate.upgrade(engine)
+    assert reg.get_notification("order-ABS-1:active") == row
 
 
 # ---------------------------------------------------------------------------------------------

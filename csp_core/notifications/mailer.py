@@ -73,8 +73,13 @@ def build_message(email: Email, sender: str) -> EmailMessage:
 
 
 def _retryable(exc: BaseException) -> bool:
+    """Can a later attempt succeed? 4xx answers and connection trouble: yes. 5xx answers (a
+    refused recipient, sender or message; failed authentication), an untrusted certificate, or
+    a server lacking AUTH/STARTTLS: no, only a person can fix them."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return all(400 <= r.code < 500 for r in exc.recipients)
+        # Raised only when every recipient was refused: permanent only if every refusal is
+        # (a retry may reach the temporarily refused ones).
+        return any(400 <= r.code < 500 for r in exc.recipients)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return 400 <= exc.code < 500
     if isinstance(exc, ssl.SSLCertVerificationError):

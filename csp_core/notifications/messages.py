@@ -9,7 +9,7 @@ forwards what concerns the client; ops is copied where a person has to act.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -27,6 +27,7 @@ from csp_core.calendar import (
     format_period_es,
     parse_period,
 )
+from csp_core.failures import FailureCode, OrderFailure
 
 # Microsoft New Commerce: seat reductions and cancellations with prorated refund only inside
 # this window after purchase or renewal.
@@ -55,9 +56,14 @@ class EmailKind(StrEnum):
     RENEWAL_SUSPENSION_FAILED = "renewal_suspension_failed"
 
 
+# Angle brackets from input (a company name, say) become look-alike quotation marks in
+# subjects: some clients render a subject as markup, and a subject is never meant to hold any.
+_NO_MARKUP = str.maketrans({"<": "‹", ">": "›"})
+
+
 def _one_line(value: str) -> str:
     # Header values must not carry line breaks (header injection, and EmailMessage refuses them).
-    return re.sub(r"\s+", " ", value).strip()
+    return re.sub(r"\s+", " ", value).strip().translate(_NO_MARKUP)
 
 
 def _aware(value: datetime) -> datetime:
@@ -441,30 +447,119 @@ def order_failed(
     reseller_email: str,
     company_name: str,
     domain: str,
-    reason: str,
-    ops_email: str,
+    failure: OrderFailure | None = None,
     *,
+    ops_email: str,
     key: str,
     tz: ZoneInfo = BUSINESS_TZ,
+    reason: str | None = None,
 ) -> Email:
-    """The order could not be completed; ops is copied because a person has to look at it."""
-    text = _body(
+    """The order could not be completed: why, in Spanish, and the next step for that reason.
+
+    `failure.detail` (English, for ops) never appears: the reseller reads the code's own text.
+    Ops is copied when a person has to act; a reason the reseller fixes goes to them alone.
+    `reason` (transitional): the free-text reason of a caller that passes no `failure` yet, read
+    with `OrderFailure.from_reason`; it is never shown either.
+    """
+    if failure is None:
+        if reason is None:
+            raise ValueError("order_failed needs a failure")
+        failure = OrderFailure.from_reason(reason, domain=domain)
+    reason, next_step = _FAILURE_TEXTS[failure.code](failure, order_id, failure.domain or domain)
+    parts = [
         _greeting(reseller_name),
         f"No pudimos completar el pedido {order_id} para {company_name} ({domain}).",
         f"Motivo: {reason}",
-        "Nuestro equipo de operaciones recibió copia de este aviso, revisará el caso y le "
-        "contactará con los siguientes pasos. Por favor no vuelva a enviar el pedido mientras "
-        "tanto, para evitar compras duplicadas.",
-        _order_summary(order_id, company_name, domain),
-    )
+    ]
+    if failure.code.nothing_ordered:
+        parts.append(
+            "No se colocó ningún pedido de licencias con Microsoft ni se realizó ningún cargo."
+        )
+    parts += [next_step, _order_summary(order_id, company_name, domain)]
     return Email(
         key=key,
         kind=EmailKind.ORDER_FAILED.value,
         to=[reseller_email],
-        cc=[ops_email],
+        cc=[ops_email] if failure.code.ops_act else [],
         subject=f"No pudimos completar el pedido {order_id} ({company_name})",
-        text=text,
+        text=_body(*parts),
     )
+
+
+_OPS_WILL_CONTACT = (
+    "Nuestro equipo de operaciones recibió copia de este aviso, revisará el caso y le "
+    "contactará con los siguientes pasos. Por favor no vuelva a enviar el pedido mientras "
+    "tanto, para evitar compras duplicadas."
+)
+
+
+def _domain_taken(failure: OrderFailure, order_id: str, domain: str) -> tuple[str, str]:
+    return (
+        f"el dominio {domain} ya está en uso: pertenece a otra organización registrada en "
+        "Microsoft, por lo que no pudimos crear con ese nombre el dominio de su cliente.",
+        "Cómo continuar: envíe un pedido nuevo, con un número de pedido nuevo (este número ya "
+        "quedó registrado con el dominio anterior).\n"
+        "1. Si ese dominio no es de su cliente, elija otro prefijo para su dominio "
+        ".onmicrosoft.com y envíe el pedido nuevo en modo crear.\n"
+        "2. Si el dominio sí es de su cliente (ya usa Microsoft 365 con él), envíe el pedido "
+        'nuevo en modo vincular (modo "link"): le haremos llegar una invitación para que un '
+        "administrador de su cliente nos acepte como partner.",
+    )
+
+
+def _order_conflict(failure: OrderFailure, order_id: str, domain: str) -> tuple[str, str]:
+    return (
+        f"el número de pedido {order_id} ya se había usado para un pedido con otro contenido. "
+        "Un número de pedido identifica una sola compra, así que no procesamos este envío.",
+        "Cómo continuar: si se trata de una compra distinta, envíela con un número de pedido "
+        "nuevo. Si quería corregir el pedido anterior, escríbanos antes de enviar otro: "
+        "volver a enviarlo con el mismo número no lo modifica.",
+    )
+
+
+def _tenant_conflict(failure: OrderFailure, order_id: str, domain: str) -> tuple[str, str]:
+    return (
+        f"el dominio {domain} está registrado en nuestro sistema con una organización de "
+        "Microsoft distinta de la que encontramos para este pedido. Detuvimos el pedido para no "
+        "asignar licencias a la organización equivocada.",
+        _OPS_WILL_CONTACT,
+    )
+
+
+def _provider_rejected(failure: OrderFailure, order_id: str, domain: str) -> tuple[str, str]:
+    code = f" (código de error: {failure.provider_code})" if failure.provider_code else ""
+    return (
+        "el proveedor de licencias rechazó una de las solicitudes necesarias para completar "
+        f"el pedido{code}.",
+        _OPS_WILL_CONTACT,
+    )
+
+
+def _provisioning_failed(failure: OrderFailure, order_id: str, domain: str) -> tuple[str, str]:
+    return (
+        "colocamos el pedido con Microsoft, pero Microsoft no pudo activar las licencias.",
+        "Nuestro equipo de operaciones recibió copia de este aviso, revisará con Microsoft el "
+        "estado de la compra y le contactará con los siguientes pasos. Por favor no vuelva a "
+        "enviar el pedido: ya está registrado con Microsoft y un segundo envío podría duplicar "
+        "la compra.",
+    )
+
+
+def _internal(failure: OrderFailure, order_id: str, domain: str) -> tuple[str, str]:
+    return (
+        "ocurrió un error inesperado en nuestro sistema mientras procesábamos el pedido.",
+        _OPS_WILL_CONTACT,
+    )
+
+
+_FAILURE_TEXTS: dict[FailureCode, Callable[[OrderFailure, str, str], tuple[str, str]]] = {
+    FailureCode.DOMAIN_TAKEN: _domain_taken,
+    FailureCode.ORDER_CONFLICT: _order_conflict,
+    FailureCode.TENANT_CONFLICT: _tenant_conflict,
+    FailureCode.PROVIDER_REJECTED: _provider_rejected,
+    FailureCode.PROVISIONING_FAILED: _provisioning_failed,
+    FailureCode.INTERNAL: _internal,
+}
 
 
 # --- renewal side ----------------------------------------------------------------------------

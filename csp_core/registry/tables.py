@@ -187,9 +187,15 @@ class Credentials(Base):
 
 
 class Notification(Base):
-    """E-mail idempotency ledger: a key is claimed before sending, released if sending fails."""
+    """E-mail ledger, one row per notice key: claimed (pending) before sending, then sent or
+    undeliverable. A pending row is sent again by the next attempt (at least once; the key fixes
+    the Message-ID, so a duplicate is recognisable); a sent row is never sent again."""
 
     __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'undeliverable')", name="status"),
+        Index("ix_notifications_status_claimed_at", "status", "claimed_at"),
+    )
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
@@ -197,7 +203,14 @@ class Notification(Base):
     order_id: Mapped[str | None] = mapped_column(String(64), index=True)
     subscription_id: Mapped[str | None] = mapped_column(String(128), index=True)
     period: Mapped[str | None] = mapped_column(String(7))
-    sent_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), server_default="sent")
+    claimed_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    sent_at: Mapped[datetime | None]
+    undeliverable_at: Mapped[datetime | None]
+    undeliverable_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class RenewalCharge(Base):
