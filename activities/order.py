@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.common import in_thread, provider_failure, request_id, send_once
+from csp_core.failures import OrderFailure
 from csp_core.models import Order
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
@@ -360,9 +361,11 @@ class OrderActivities:
             case OrderNoticeKind.CANCELLED:
                 return messages.order_cancelled(reason=notice.reason or "", **common)
             case OrderNoticeKind.FAILED:
-                return messages.order_failed(
-                    reason=notice.reason or "", ops_email=self.ops_email, **common
+                # Notices queued before failure codes carry only the English reason.
+                failure = notice.failure or OrderFailure.from_reason(
+                    notice.reason or "", domain=order.domain
                 )
+                return messages.order_failed(failure=failure, ops_email=self.ops_email, **common)
         raise ValueError(f"unknown notice kind {notice.kind}")
 
     async def _relationship_url(self) -> str:

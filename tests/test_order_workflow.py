@@ -267,3 +267,8 @@ async def test_taken_domain_fails_the_order_with_the_reason(stack: Stack) -> Non
     assert stack.stats()["customers_created"] == 0
     failed = stack.mails(order.order_id)
     assert [str(m["X-CSP-Kind"]) for m in failed] == ["order_failed"]
+    text = failed[0].get_content()
+    # The reason in Spanish, with the next step that fits it (a new order), never its opposite.
+    assert "fabrikam.onmicrosoft.com" in text and "envíe un pedido nuevo" in text
+    assert "no vuelva a enviar" not in text.lower()
+    assert "already taken" not in text and "choose" not in text

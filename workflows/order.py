@@ -20,6 +20,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.order import OrderActivities
+    from csp_core.failures import FailureCode, OrderFailure
     from csp_core.models import Order, TenantMode
     from csp_core.provisioning import (
         OrderNotice,
@@ -142,9 +143,9 @@ class LicenseOrderWorkflow:
         except _Cancelled:
             await self._cancelled()
         except ActivityError as err:
-            await self._failed(_reason(err))
-        except _Failed as failure:
-            await self._failed(str(failure))
+            await self._failed(_failure(err, order.domain))
+        except _Failed as failed:
+            await self._failed(failed.failure)
 
     async def _create_tenant(self, request: OrderRequest) -> TenantRef | None:
         order = self._order
@@ -163,8 +164,11 @@ class LicenseOrderWorkflow:
             return await self._join_other_resellers_tenant(request)
         if not check.available:
             raise _Failed(
-                f"the domain {order.domain} is already taken; choose another prefix, or submit "
-                "the order in link mode if the tenant belongs to this client"
+                OrderFailure(
+                    code=FailureCode.DOMAIN_TAKEN,
+                    domain=order.domain,
+                    detail=f"the domain {order.domain} is already taken at the provider",
+                )
             )
         self._raise_if_cancelled()
         tenant = await workflow.execute_activity_method(
@@ -383,9 +387,9 @@ class LicenseOrderWorkflow:
         await self._notify(OrderNoticeKind.CANCELLED, reason=self._cancel_reason)
         return self.status()
 
-    async def _failed(self, reason: str) -> None:
-        await self._enter(OrderStage.FAILED, f"Failed: {reason}")
-        await self._notify(OrderNoticeKind.FAILED, reason=reason)
+    async def _failed(self, failure: OrderFailure) -> None:
+        await self._enter(OrderStage.FAILED, f"Failed ({failure.code.value}): {failure.detail}")
+        await self._notify(OrderNoticeKind.FAILED, failure=failure)
 
     # ------------------------------------------------------------------ signals and query
     @workflow.signal(description="The client accepted us and our distributor as partners.")
@@ -479,9 +483,14 @@ class _Cancelled(Exception):
 class _Failed(Exception):
     """Internal: a business refusal decided by the workflow itself."""
 
+    def __init__(self, failure: OrderFailure) -> None:
+        super().__init__(failure.detail)
+        self.failure = failure
 
-def _reason(err: ActivityError) -> str:
+
+def _failure(err: ActivityError, domain: str) -> OrderFailure:
+    """What an activity's final failure means for the order (codes per error type)."""
     cause = err.cause
     if isinstance(cause, ApplicationError):
-        return cause.message
-    return str(cause or err)
+        return OrderFailure.from_error(cause.type, cause.message, domain=domain)
+    return OrderFailure.from_error(None, str(cause or err), domain=domain)

@@ -447,24 +447,17 @@ def order_failed(
     reseller_email: str,
     company_name: str,
     domain: str,
-    failure: OrderFailure | None = None,
+    failure: OrderFailure,
     *,
     ops_email: str,
     key: str,
     tz: ZoneInfo = BUSINESS_TZ,
-    reason: str | None = None,
 ) -> Email:
     """The order could not be completed: why, in Spanish, and the next step for that reason.
 
     `failure.detail` (English, for ops) never appears: the reseller reads the code's own text.
     Ops is copied when a person has to act; a reason the reseller fixes goes to them alone.
-    `reason` (transitional): the free-text reason of a caller that passes no `failure` yet, read
-    with `OrderFailure.from_reason`; it is never shown either.
     """
-    if failure is None:
-        if reason is None:
-            raise ValueError("order_failed needs a failure")
-        failure = OrderFailure.from_reason(reason, domain=domain)
     reason, next_step = _FAILURE_TEXTS[failure.code](failure, order_id, failure.domain or domain)
     parts = [
         _greeting(reseller_name),
