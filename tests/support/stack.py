@@ -14,7 +14,14 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowInput,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from api import orders as order_api
@@ -91,9 +98,18 @@ class Stack:
                 break
             await asyncio.sleep(0.05)
 
+    @property
+    def tracking_client(self) -> Client:
+        """The test server's client, remembering every workflow started through it (the
+        renewal cycle's activity starts payment workflows), so all are ended after the test."""
+        config = self.env.client.config()
+        config["interceptors"] = [_RememberStarts(self.started)]
+        return Client(**config)
+
     async def terminate_leftovers(self) -> None:
-        """A test that fails mid-way must not leave timers that stall time skipping for others."""
-        for workflow_id in self.started:
+        """A test must not leave workflows behind: their timers would keep firing, with no
+        worker, each time a later test skips time, and stall the test server."""
+        for workflow_id in dict.fromkeys(self.started):
             handle = self.env.client.get_workflow_handle(workflow_id)
             if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
                 await handle.terminate("test finished")
@@ -104,7 +120,7 @@ class Stack:
             registry=self.registry,
             vault=self.vault,
             mailer=self.mailer,
-            client=self.env.client,
+            client=self.tracking_client,
             task_queue=self.task_queue,
             ops_email=OPS_EMAIL,
         )
@@ -130,6 +146,24 @@ class Stack:
 
     def mail_kinds(self, order_id: str) -> list[str]:
         return [str(m["X-CSP-Kind"]) for m in self.mails(order_id)]
+
+
+class _RememberStarts(Interceptor):
+    def __init__(self, started: list[str]) -> None:
+        self.started = started
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _RememberStartsOutbound(next, self.started)
+
+
+class _RememberStartsOutbound(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, started: list[str]) -> None:
+        super().__init__(next)
+        self._started = started
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[Any, Any]:
+        self._started.append(input.id)
+        return await super().start_workflow(input)
 
 
 @asynccontextmanager
