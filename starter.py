@@ -26,6 +26,7 @@ from csp_core.registry import (
     ChargeAlreadyPaid,
     CredentialsAlreadyRevealed,
     CredentialsNotFound,
+    NotificationStatus,
     OrderRecord,
     Registry,
     TenantOrigin,
@@ -47,6 +48,8 @@ credentials_app = typer.Typer(help="Tenant admin credentials (shown once).", no_
 app.add_typer(order_app, name="order")
 app.add_typer(licenses_app, name="licenses")
 app.add_typer(credentials_app, name="credentials")
+notices_app = typer.Typer(help="E-mails sent, pending and undeliverable.", no_args_is_help=True)
+app.add_typer(notices_app, name="notices")
 renewals_app = typer.Typer(help="Monthly renewal payments.", no_args_is_help=True)
 payment_app = typer.Typer(help="Record renewal payments.", no_args_is_help=True)
 codec_app = typer.Typer(help="Payload encryption: keys and the codec server.", no_args_is_help=True)
@@ -267,6 +270,45 @@ def licenses_list(
         typer.echo(
             f"  {row.sku:<20} {row.quantity:>5} × {row.product_name:<40} "
             f"{row.term}/{row.billing_cycle:<8} {row.status:<10} {row.subscription_id}"
+        )
+
+
+@notices_app.command("list")
+def notices_list(
+    status: Annotated[
+        str,
+        typer.Option(
+            help="undeliverable (refused or given up), pending (not delivered yet), sent, or all."
+        ),
+    ] = "undeliverable",
+    order_id: Annotated[str | None, typer.Option("--order", help="Only this order.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """E-mails from the ledger: by default those that could not be delivered (ops follow up)."""
+    wanted = None if status == "all" else status.upper()
+    if wanted is not None and wanted not in NotificationStatus.__members__:
+        raise _fail(
+            f"--status: must be undeliverable, pending, sent or all (got {status!r})",
+            EXIT_INVALID,
+        )
+    registry = _registry()
+    try:
+        rows = registry.list_notifications(
+            None if wanted is None else NotificationStatus[wanted], order_id=order_id
+        )
+    finally:
+        registry.dispose()
+    if as_json:
+        typer.echo(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
+        return
+    if not rows:
+        typer.echo(f"no {status} notices")
+        return
+    for row in rows:
+        why = row.undeliverable_reason or row.last_error or ""
+        typer.echo(
+            f"{row.status.value:<13} {row.key:<52} {row.recipient:<32} attempts {row.attempts}"
+            + (f"  {why}" if why else "")
         )
 
 

@@ -268,6 +268,30 @@ def test_licenses_list_json_on_an_empty_registry(cli_env: dict[str, str]) -> Non
     assert json.loads(result.stdout) == []
 
 
+def test_notices_list_shows_what_could_not_be_delivered(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    registry = Registry.from_url(cli_env["DATABASE_URL"])
+    try:
+        registry.begin_notification_attempt("order-ABS-1:active", "order_active", "a@b.mx", "ABS-1")
+        registry.mark_notification_failed(
+            "order-ABS-1:active", "550 mailbox unavailable", permanent=True
+        )
+        registry.begin_notification_attempt("order-ABS-2:active", "order_active", "c@d.mx", "ABS-2")
+    finally:
+        registry.dispose()
+
+    result = csp(cli_env, "notices", "list")
+
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert line.startswith("undeliverable") and "order-ABS-1:active" in line and "550" in line
+    pending = json.loads(csp(cli_env, "notices", "list", "--status", "pending", "--json").stdout)
+    assert [row["key"] for row in pending] == ["order-ABS-2:active"]
+    bad = csp(cli_env, "notices", "list", "--status", "lost")
+    assert bad.returncode == 2 and "--status" in bad.stderr
+
+
 def test_reveal_unknown_credentials_exits_4(tmp_path: Path, cli_env: dict[str, str]) -> None:
     result = csp(cli_env, "credentials", "reveal", "UNKNOWN")
 
