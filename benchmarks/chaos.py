@@ -268,6 +268,8 @@ async def workload(stack: ChaosStack, args: argparse.Namespace) -> int:
     mode_of = {o.order_id: m for o, m in zip(orders, modes, strict=True)}
 
     client = await connect(settings)
+    # The registry judges resubmits (the stack's worker created and migrated it already).
+    submit_registry = Registry.from_url(settings.database_url, migrate=False)
     chaos = Chaos(stack, args.kill_every, args.temporal_restart_after, rng)
     chaos_task = asyncio.create_task(chaos.run())
     print(f"submitting {len(orders)} orders ({Counter(modes)})", flush=True)
@@ -277,7 +279,7 @@ async def workload(stack: ChaosStack, args: argparse.Namespace) -> int:
         async with semaphore:
             await retrying(
                 f"submit {order.order_id}",
-                lambda: order_api.submit_order(client, order, settings),
+                lambda: order_api.submit_order(client, submit_registry, order, settings),
             )
 
     await asyncio.gather(*(submit(o) for o in orders))
