@@ -91,3 +91,5 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO on every start; its migrations still log.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
