@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,45 +22,11 @@ from typer.testing import CliRunner
 
 from csp_core.settings import get_settings
 from starter import app
+from tests.support.mutations import Mutation, both, drop, put
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CREATE, LINK = "order-create.json", "order-link-ours.json"  # LINK: two lines
 EXIT_INVALID = 2
-
-Mutation = Callable[[dict[str, Any]], None]
-
-
-def put(path: str, value: Any) -> Mutation:
-    def mutate(data: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        node: Any = data
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
-
-    return mutate
-
-
-def drop(path: str) -> Mutation:
-    def mutate(data: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        node: Any = data
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        del node[int(last) if isinstance(node, list) else last]
-
-    return mutate
-
-
-def both(*mutations: Mutation) -> Mutation:
-    def mutate(data: dict[str, Any]) -> None:
-        for mutation in mutations:
-            mutation(data)
-
-    return mutate
 
 
 def second_line(sku: str, first_sku: str | None = None) -> Mutation:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,51 +18,15 @@ from csp_core.models import (
     TenantMode,
     parse_order,
 )
+from tests.support.mutations import Mutation, both, drop, put
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CREATE = "order-create.json"
 LINK = "order-link-ours.json"  # two lines: P1Y/annual and P1M/monthly
 
-Mutation = Callable[[dict[str, Any]], None]
-
 
 def example(name: str) -> dict[str, Any]:
     return json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
-
-
-def put(path: str, value: Any) -> Mutation:
-    """Set a dotted path (`items.0.quantity`) in the raw order."""
-
-    def mutate(data: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        node: Any = data
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
-
-    return mutate
-
-
-def drop(path: str) -> Mutation:
-    def mutate(data: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        node: Any = data
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        del node[int(last) if isinstance(node, list) else last]
-
-    return mutate
-
-
-def both(*mutations: Mutation) -> Mutation:
-    def mutate(data: dict[str, Any]) -> None:
-        for mutation in mutations:
-            mutation(data)
-
-    return mutate
 
 
 def duplicate_first_line(data: dict[str, Any]) -> None:
