@@ -14,9 +14,10 @@ lost_response_rate=0.05,latency_ms=200, seeded). Then:
 It prints orders by final stage, provider effects per order (from /sandbox/world), duplicates,
 notices delivered / undeliverable / lost / duplicated (SMTP outbox by Message-ID and X-CSP-Key,
 and the registry's e-mail ledger; a notice re-sent after a worker died between the mail server's
-answer and the ledger's "sent" keeps its Message-ID, so it is counted apart as recognisable), each created tenant's credentials revealable exactly once, the
-renewal outcome and the time taken; and exits 1 when anything was lost or duplicated (2 on a
-bad option, 3 on its own timeout). Its processes are always stopped (Ctrl-C and SIGTERM too).
+answer and the ledger's "sent" keeps its Message-ID, so it is counted apart as recognisable),
+each created tenant's credentials revealable exactly once, the renewal outcome and the time
+taken; and exits 1 when anything was lost or duplicated (2 on a bad option, 3 on its own
+timeout). Its processes are always stopped (Ctrl-C and SIGTERM too).
 
     .venv/bin/python benchmarks/chaos.py --orders 20
 """
