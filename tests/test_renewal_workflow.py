@@ -680,7 +680,7 @@ async def test_bad_charges_are_reported_and_the_others_start(stack: Stack) -> No
         assert described.typed_search_attributes.get(sa.SUBSCRIPTION_ID) == sub
 
 
-def test_a_database_outage_is_not_a_bad_charge() -> None:
+async def test_a_database_outage_is_not_a_bad_charge() -> None:
     """The fan-out skips a charge whose data is refused, but an unreachable database fails
     the activity (Temporal retries it) instead of reporting every charge as bad."""
     from sqlalchemy.exc import OperationalError
