@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -21,7 +23,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from csp_core.models import Order, order_workflow_id
@@ -176,25 +178,53 @@ async def order_status(client: Client, order_id: str) -> OrderStatus:
         raise OrderRefused(f"order {order_id}: {err.message}") from err
 
 
-async def accept_partner(client: Client, order_id: str, note: str | None = None) -> None:
-    status = await order_status(client, order_id)
-    if status.stage not in (OrderStage.AWAITING_PARTNER_ACCEPTANCE, OrderStage.LINKING_TENANT):
-        raise OrderRefused(
-            f"order {order_id} is at stage {status.stage.value}: it is not waiting for the "
-            "client's partner acceptance"
-        )
-    await order_handle(client, order_id).signal(LicenseOrderWorkflow.partner_accepted, note)
+async def accept_partner(client: Client, order_id: str, note: str | None = None) -> OrderStatus:
+    """Ops confirm the client's acceptance. The workflow's validator refuses it (at once, with
+    the reason) when the order is not waiting for it."""
+    return await _command(
+        client, order_id, LicenseOrderWorkflow.accept_partner, note, "nothing left to accept"
+    )
 
 
-async def cancel_order(client: Client, order_id: str, reason: str) -> None:
-    status = await order_status(client, order_id)
-    if not status.stage.cancellable:
-        raise OrderRefused(
-            f"order {order_id} is at stage {status.stage.value} and can no longer be cancelled "
-            "here; once placed, a subscription is cancelled within 168 h of purchase "
-            "(New Commerce rules)"
-        )
-    await order_handle(client, order_id).signal(LicenseOrderWorkflow.cancel_order, reason)
+async def cancel_order(client: Client, order_id: str, reason: str) -> OrderStatus:
+    """Cancel before the order is placed; refused after, with the way out (168 h rule)."""
+    return await _command(
+        client,
+        order_id,
+        LicenseOrderWorkflow.cancel,
+        reason,
+        "it can no longer be cancelled as an order; cancel its subscriptions within 168 h of "
+        "the purchase instead (New Commerce rules)",
+    )
+
+
+async def _command(
+    client: Client, order_id: str, update: Any, arg: str | None, when_closed: str
+) -> OrderStatus:
+    handle = order_handle(client, order_id)
+    try:
+        return await handle.execute_update(update, arg)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        raise OrderRefused(reason) from err
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+                raise
+            raise OrderRefused(f"order {order_id}: {err.message}") from err
+    # No running workflow: closed (its stage is in its search attributes) or never submitted.
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise OrderNotFound(
+                f"order {order_id} not found: no workflow {handle.id} in namespace "
+                f"{client.namespace} (check the order id)"
+            ) from err
+        raise
+    stage = description.typed_search_attributes.get(sa.ORDER_STAGE) or "closed"
+    raise OrderRefused(f"order {order_id} is already {stage}: {when_closed}")
 
 
 async def is_running(client: Client, order_id: str) -> bool:

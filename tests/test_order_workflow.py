@@ -3,6 +3,7 @@ the Partner Center sandbox over HTTP, an SMTP sink and a SQLite registry."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -215,6 +216,47 @@ async def test_cancel_after_the_order_is_placed_is_refused(stack: Stack) -> None
 
     with pytest.raises(order_api.OrderRefused, match="168 h"):
         await order_api.cancel_order(stack.env.client, order.order_id, "too late")
+
+
+async def test_cancel_and_acceptance_are_refused_at_once_while_the_order_is_placed(
+    stack: Stack,
+) -> None:
+    # The provider's reads keep answering 503: the order stays in PLACING_ORDER or ACTIVATING.
+    stack.sandbox.post(
+        "/sandbox/faults",
+        json={"method": "GET", "path_prefix": "/v1/customers/", "status": 503, "times": 40},
+    ).raise_for_status()
+    order = example("order-link-ours.json")
+    handle = await submit(stack, order)
+    placed = (OrderStage.PLACING_ORDER, OrderStage.ACTIVATING)
+    for _ in range(200):
+        if (await status(handle)).stage in placed:
+            break
+        await asyncio.sleep(0.05)
+    assert (await status(handle)).stage in placed
+
+    with pytest.raises(order_api.OrderRefused, match=r"(PLACING_ORDER|ACTIVATING).*168 h of the"):
+        await order_api.cancel_order(stack.env.client, order.order_id, "demasiado tarde")
+    with pytest.raises(order_api.OrderRefused, match="not waiting for the client's partner"):
+        await order_api.accept_partner(stack.env.client, order.order_id)
+
+    result = await stack.result(handle)  # the refused commands changed nothing
+    assert result.stage is OrderStage.ACTIVE and result.cancel_reason is None
+    history = (await handle.fetch_history()).to_json()
+    assert "demasiado tarde" not in history  # a refused update leaves no trace in history
+
+
+async def test_partner_acceptance_by_update_activates_the_waiting_order(stack: Stack) -> None:
+    order = example("order-link-invite.json")
+    handle = await submit(stack, order)
+    await stack.env.sleep(DAY)
+
+    answer = await order_api.accept_partner(stack.env.client, order.order_id, "por teléfono")
+    assert answer.stage is OrderStage.AWAITING_PARTNER_ACCEPTANCE
+
+    assert (await stack.result(handle)).stage is OrderStage.ACTIVE
+    with pytest.raises(order_api.OrderRefused, match="already ACTIVE: nothing left to accept"):
+        await order_api.accept_partner(stack.env.client, order.order_id)
 
 
 async def test_duplicate_submit_returns_the_same_workflow_and_orders_once(stack: Stack) -> None:

@@ -404,9 +404,40 @@ class LicenseOrderWorkflow:
         if self._stage.cancellable:
             self._cancel_reason = reason or "cancelled by ops"
         else:
-            self._cancel_refused = (
-                f"cancel refused at stage {self._stage}: the order is already placed with the "
-                "provider; cancel the subscription within 168 h of purchase instead"
+            self._cancel_refused = _cancel_refusal(self._order.order_id, self._stage)
+
+    # The same commands as Updates: the validator refuses at once, with the reason and the way
+    # out, and nothing is written to history for a refused command.
+    @workflow.update(description="Cancel the order; refused once it is placed with the provider.")
+    def cancel(self, reason: str) -> OrderStatus:
+        self._cancel_reason = reason or "cancelled by ops"
+        return self.status()
+
+    @cancel.validator
+    def _cancel_allowed(self, reason: str) -> None:
+        if self._stage.is_final:
+            raise ApplicationError(
+                f"order {self._order.order_id} is already {self._stage.value}: nothing to cancel",
+                type="OrderFinal",
+            )
+        if not self._stage.cancellable or self._cancel_reason is not None:
+            raise ApplicationError(_cancel_refusal(self._order.order_id, self._stage))
+
+    @workflow.update(
+        description="The client accepted us and our distributor as partners (confirmed by ops); "
+        "refused when the order is not waiting for it."
+    )
+    def accept_partner(self, note: str | None = None) -> OrderStatus:
+        self._accepted_by_signal = True
+        return self.status()
+
+    @accept_partner.validator
+    def _acceptance_expected(self, note: str | None = None) -> None:
+        if self._stage not in (OrderStage.LINKING_TENANT, OrderStage.AWAITING_PARTNER_ACCEPTANCE):
+            raise ApplicationError(
+                f"order {self._order.order_id} is at stage {self._stage.value}: it is not "
+                "waiting for the client's partner acceptance; nothing to confirm",
+                type="NotAwaitingAcceptance",
             )
 
     @workflow.query(description="Where the order stands.")
@@ -486,6 +517,14 @@ class _Failed(Exception):
     def __init__(self, failure: OrderFailure) -> None:
         super().__init__(failure.detail)
         self.failure = failure
+
+
+def _cancel_refusal(order_id: str, stage: OrderStage) -> str:
+    return (
+        f"order {order_id} is at stage {stage.value}: it is already placed with the provider "
+        "and can no longer be cancelled as an order; cancel its subscriptions within 168 h of "
+        "the purchase instead (New Commerce rules)"
+    )
 
 
 def _failure(err: ActivityError, domain: str) -> OrderFailure:
