@@ -5,6 +5,12 @@ It behaves the way the orchestration must cope with: bearer auth, MS-RequestId i
 completes after a delay, and faults: one-shot ones set by tests through /sandbox/faults, and
 random ones at given rates (`FaultProfile`, SANDBOX_FAULTS): 5xx and 429 + Retry-After before
 any side effect, and "committed, then the response is lost" (a 502 or a dropped connection).
+
+Subscription changes follow New Commerce: seats can be added any time while active; removing
+seats or cancelling (status "deleted") only within 168 h of the purchase, the renewal or the
+seats' addition, with Partner Center's refusals (800090, 900117, 2002, 2001, 800091, 2011).
+Controls for them: POST /sandbox/subscriptions/{id}/backdate {"days"|"hours"|"seconds"},
+/renewing {"seconds"|"calls"} (changes answer 409 meanwhile) and /renew (a new term now).
 """
 
 from __future__ import annotations

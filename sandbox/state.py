@@ -929,12 +929,6 @@ class SandboxState:
                 400, CODE_NOT_ACTIVE, "This subscription isn't an active subscription."
             )
 
-    def set_subscription_status(
-        self, tenant_id: str, subscription_id: str, status: str
-    ) -> dict[str, Any]:
-        """Suspend, reactivate or cancel (`deleted`); the current status is a no-op."""
-        return self.update_subscription(tenant_id, subscription_id, {"status": status})
-
     # -- controls (not Partner Center) -----------------------------------------------------------
 
     def backdate_subscription(self, subscription_id: str, by: timedelta) -> dict[str, Any]:
