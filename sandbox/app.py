@@ -5,6 +5,12 @@ It behaves the way the orchestration must cope with: bearer auth, MS-RequestId i
 completes after a delay, and faults: one-shot ones set by tests through /sandbox/faults, and
 random ones at given rates (`FaultProfile`, SANDBOX_FAULTS): 5xx and 429 + Retry-After before
 any side effect, and "committed, then the response is lost" (a 502 or a dropped connection).
+
+Subscription changes follow New Commerce: seats can be added any time while active; removing
+seats or cancelling (status "deleted") only within 168 h of the purchase, the renewal or the
+seats' addition, with Partner Center's refusals (800090, 900117, 2002, 2001, 800091, 2011).
+Controls for them: POST /sandbox/subscriptions/{id}/backdate {"days"|"hours"|"seconds"},
+/renewing {"seconds"|"calls"} (changes answer 409 meanwhile) and /renew (a new term now).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import hmac
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,7 +85,54 @@ class NewOrderBody(_Body):
 
 
 class SubscriptionPatch(_Body):
-    status: str
+    """PATCH body: Partner Center's full subscription resource; the fields read are these.
+
+    No range rules here: a quantity below one must meet Partner Center's own refusal (2002),
+    not a generic validation error.
+    """
+
+    status: str | None = None
+    quantity: int | None = None
+    autoRenewEnabled: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name)
+            for name in ("status", "quantity", "autoRenewEnabled")
+            if name in self.model_fields_set and getattr(self, name) is not None
+        }
+
+
+class BackdateBody(BaseModel):
+    """POST /sandbox/subscriptions/{id}/backdate: move the purchase this far into the past."""
+
+    days: float = Field(default=0, ge=0)
+    hours: float = Field(default=0, ge=0)
+    seconds: float = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_time(self) -> BackdateBody:
+        if self.days + self.hours + self.seconds <= 0:
+            raise ValueError("give days, hours or seconds greater than 0")
+        return self
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(days=self.days, hours=self.hours, seconds=self.seconds)
+
+
+class RenewingBody(BaseModel):
+    """POST /sandbox/subscriptions/{id}/renewing: changes answer 409 for `seconds`, or for
+    the next `calls` changes, as while Partner Center renews the subscription."""
+
+    seconds: float | None = Field(default=None, gt=0)
+    calls: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RenewingBody:
+        if (self.seconds is None) == (self.calls is None):
+            raise ValueError("give exactly one of seconds or calls")
+        return self
 
 
 class FaultBody(BaseModel):
@@ -269,11 +323,11 @@ def create_app(
     async def patch_subscription(
         request: Request, tenant_id: str, subscription_id: str, body: SubscriptionPatch
     ) -> JSONResponse:
-        status = body.status.lower()
+        changes = body.changes()
         return idempotent_write(
             request,
             request.headers.get("MS-RequestId"),
-            lambda: (200, state.set_subscription_status(tenant_id, subscription_id, status)),
+            lambda: (200, state.update_subscription(tenant_id, subscription_id, changes)),
         )
 
     @app.get("/v1/customers/{tenant_id}/subscriptions/{subscription_id}/provisioningstatus")
@@ -304,6 +358,21 @@ def create_app(
     async def accept(domain: str) -> dict[str, Any]:
         """Simulate the client's Global Admin accepting us (and the distributor) as partners."""
         return state.accept_relationship(domain)
+
+    @app.post("/sandbox/subscriptions/{subscription_id}/backdate")
+    async def backdate(subscription_id: str, body: BackdateBody) -> dict[str, Any]:
+        """Move a subscription's purchase into the past (its term and 168-hour windows too)."""
+        return state.backdate_subscription(subscription_id, body.delta)
+
+    @app.post("/sandbox/subscriptions/{subscription_id}/renewing")
+    async def renewing(subscription_id: str, body: RenewingBody) -> dict[str, Any]:
+        """Put a subscription "in renewal": its changes answer 409 for a while."""
+        return state.mark_renewing(subscription_id, seconds=body.seconds, calls=body.calls)
+
+    @app.post("/sandbox/subscriptions/{subscription_id}/renew")
+    async def renew(subscription_id: str) -> dict[str, Any]:
+        """Complete a renewal now: a new term and a new 168-hour window start."""
+        return state.renew_subscription(subscription_id)
 
     @app.post("/sandbox/faults", status_code=201)
     async def add_fault(body: FaultBody) -> dict[str, Any]:

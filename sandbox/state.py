@@ -34,6 +34,10 @@ STAT_KEYS = (
     "subscriptions_suspended",
     "subscriptions_reactivated",
     "relationships_accepted",
+    # Subscription changes that took effect (refusals, no-ops and replays are not counted).
+    "quantity_changes",
+    "subscriptions_cancelled",
+    "auto_renew_changes",
     # Tenants added through the /sandbox/customers control (not Partner Center effects).
     "tenants_added",
     # Orders with the same tenant and line items as an earlier order placed under another
@@ -57,6 +61,30 @@ NORTHWIND_DOMAIN = "northwind.onmicrosoft.com"
 FABRIKAM_DOMAIN = "fabrikam.onmicrosoft.com"
 # Domains that exist in Microsoft's world (other partners' customers): taken, not visible.
 FOREIGN_DOMAINS = ("contoso.onmicrosoft.com", "microsoft.onmicrosoft.com")
+# A subscription northwind bought before this system existed (10 days before the world was
+# seeded): outside its 168-hour window, for the "adopt" feature and its tests.
+NORTHWIND_LEGACY_ORDER = "7d0c2f4e-5a61-4b8e-9c3d-1e2f3a4b5c60"
+NORTHWIND_LEGACY_SUBSCRIPTION = "a3e9c1d7-6b2f-4e84-8d15-0c9f7e2b4a18"
+NORTHWIND_LEGACY_AGE = timedelta(days=10)
+
+# Microsoft's New Commerce rule, kept here on purpose rather than imported from csp_core: the
+# sandbox plays Microsoft, so a mistake in our own window cannot hide behind a shared constant.
+# Seat decreases and cancellation are allowed until 168 h after the purchase, the last renewal
+# or (for seats added mid-term) the increase; at that instant they are refused.
+NCE_WINDOW = timedelta(hours=168)
+NCE_WINDOW_DAYS = 7
+# Partner Center error codes (developer/error-codes).
+CODE_QUANTITY_CANNOT_DECREASE = "800090"
+CODE_SUSPENDED = "800091"
+CODE_CANCELLATION_WINDOW_PASSED = "900117"
+CODE_QUANTITY_WHILE_SUSPENDED = "2001"
+CODE_QUANTITY_OUT_OF_RANGE = "2002"
+CODE_DELETED = "2011"
+CODE_NOT_ACTIVE = "800012"
+CODE_INVALID_INPUT = "800002"
+# 409 "Subscription is not ready to be updated. Try again after sometime": what a write meets
+# while Partner Center renews the subscription.
+CODE_NOT_READY = "800082"
 
 
 class SandboxError(Exception):
@@ -93,6 +121,11 @@ def commitment_end(created: datetime, term: str) -> datetime:
     """Term end as Partner Center shows it: the inclusive last day, at midnight UTC."""
     end = add_months(created, TERM_MONTHS.get(term, 1)) - timedelta(days=1)
     return end.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def seat_lot(quantity: int, start: datetime) -> dict[str, Any]:
+    """Seats bought (at purchase, renewal or a mid-term increase) and refundable until 168 h."""
+    return {"quantity": quantity, "allowedUntilDateTime": iso(start + NCE_WINDOW)}
 
 
 def _password() -> str:
@@ -167,17 +200,83 @@ def seeded_world() -> dict[str, Any]:
             },
         },
     )
+    bought = datetime.now(UTC) - NORTHWIND_LEGACY_AGE
+    legacy_item = {
+        "lineItemNumber": 0,
+        "offerId": "CFQ7TTC0LH18:0001",
+        "quantity": 8,
+        "termDuration": "P1Y",
+        "billingCycle": "monthly",
+        "friendlyName": "Microsoft 365 Business Basic",
+    }
+    legacy_sub = _subscription_resource(
+        NORTHWIND_LEGACY_SUBSCRIPTION, NORTHWIND_LEGACY_ORDER, legacy_item, bought, "active"
+    )
+    legacy_order = _order_resource(
+        NORTHWIND_LEGACY_ORDER,
+        NORTHWIND_TENANT,
+        [{**legacy_item, "subscriptionId": NORTHWIND_LEGACY_SUBSCRIPTION}],
+        bought,
+        "completed",
+    )
     return {
         "version": 1,
         "customers": {NORTHWIND_TENANT: northwind, FABRIKAM_TENANT: fabrikam},
-        "orders": {},  # tenant -> order id -> order resource
-        "subscriptions": {},  # tenant -> subscription id -> subscription resource
+        # tenant -> order id -> order resource
+        "orders": {NORTHWIND_TENANT: {NORTHWIND_LEGACY_ORDER: legacy_order}},
+        # tenant -> subscription id -> subscription resource
+        "subscriptions": {NORTHWIND_TENANT: {NORTHWIND_LEGACY_SUBSCRIPTION: legacy_sub}},
         "ready_at": {},  # order id -> when its subscriptions finish provisioning
         "replays": {},  # "METHOD path requestId" -> {"status", "body"}
         # Sandbox-only bookkeeping (never in Partner Center answers), for /sandbox/world:
         "customer_meta": {},  # tenant -> {"origin": "seed"|"api"|"control", "request_id"}
-        "order_meta": {},  # order id -> {"request_id", "fingerprint"}
+        "order_meta": {NORTHWIND_LEGACY_ORDER: {"request_id": None, "origin": "seed"}},
+        # subscription id -> {"lots": [seat_lot...], "renewing_until", "renewing_calls"}
+        "subscription_meta": {
+            NORTHWIND_LEGACY_SUBSCRIPTION: {"lots": [seat_lot(legacy_item["quantity"], bought)]}
+        },
         "stats": dict.fromkeys(STAT_KEYS, 0),
+    }
+
+
+def _subscription_resource(
+    sub_id: str, order_id: str, item: dict[str, Any], start: datetime, status: str
+) -> dict[str, Any]:
+    return {
+        "id": sub_id,
+        "offerId": item["offerId"],
+        "offerName": item.get("friendlyName") or item["offerId"],
+        "friendlyName": item.get("friendlyName") or item["offerId"],
+        "quantity": item["quantity"],
+        "unitType": "Licenses",
+        "status": status,
+        "orderId": order_id,
+        "termDuration": item["termDuration"],
+        "billingCycle": item["billingCycle"],
+        "autoRenewEnabled": True,
+        "creationDate": iso(start),
+        # The current term's start: the purchase, then each renewal.
+        "effectiveStartDate": iso(start),
+        "commitmentEndDate": iso(commitment_end(start, item["termDuration"])),
+        "cancellationAllowedUntilDate": iso(start + NCE_WINDOW),
+        "refundableQuantity": {
+            "totalQuantity": item["quantity"],
+            "details": [seat_lot(item["quantity"], start)],
+        },
+        "attributes": {"objectType": "Subscription"},
+    }
+
+
+def _order_resource(
+    order_id: str, tenant_id: str, items: list[dict[str, Any]], created: datetime, status: str
+) -> dict[str, Any]:
+    return {
+        "id": order_id,
+        "referenceCustomerId": tenant_id,
+        "lineItems": items,
+        "status": status,
+        "creationDate": iso(created),
+        "attributes": {"objectType": "Order"},
     }
 
 
@@ -313,6 +412,7 @@ class SandboxState:
         world = json.loads(self.state_file.read_text(encoding="utf-8"))
         world.setdefault("customer_meta", {})
         world.setdefault("order_meta", {})
+        world.setdefault("subscription_meta", {})
         stats = world.setdefault("stats", {})
         for key in STAT_KEYS:
             stats.setdefault(key, 0)
@@ -482,6 +582,7 @@ class SandboxState:
                     orders.append(
                         {
                             "order_id": order_id,
+                            "origin": meta.get("origin", "api"),
                             "tenant_id": tenant_id,
                             "domain": domain,
                             "status": order["status"],
@@ -553,33 +654,11 @@ class SandboxState:
         items = []
         for item in line_items:
             sub_id = str(uuid.uuid4())
-            subs[sub_id] = {
-                "id": sub_id,
-                "offerId": item["offerId"],
-                "offerName": item.get("friendlyName") or item["offerId"],
-                "friendlyName": item.get("friendlyName") or item["offerId"],
-                "quantity": item["quantity"],
-                "unitType": "Licenses",
-                "status": "pending",
-                "orderId": order_id,
-                "termDuration": item["termDuration"],
-                "billingCycle": item["billingCycle"],
-                "autoRenewEnabled": True,
-                "creationDate": iso(now),
-                "effectiveStartDate": iso(now),
-                "commitmentEndDate": iso(commitment_end(now, item["termDuration"])),
-                "partnerId": self.partner_tenant_id,
-                "attributes": {"objectType": "Subscription"},
-            }
+            subs[sub_id] = _subscription_resource(sub_id, order_id, item, now, "pending")
+            subs[sub_id]["partnerId"] = self.partner_tenant_id
+            self.world["subscription_meta"][sub_id] = {"lots": [seat_lot(item["quantity"], now)]}
             items.append({**item, "subscriptionId": sub_id})
-        order = {
-            "id": order_id,
-            "referenceCustomerId": tenant_id,
-            "lineItems": items,
-            "status": "pending",
-            "creationDate": iso(now),
-            "attributes": {"objectType": "Order"},
-        }
+        order = _order_resource(order_id, tenant_id, items, now, "pending")
         fingerprint = self._fingerprint(tenant_id, line_items)
         if any(
             meta.get("fingerprint") == fingerprint and meta.get("request_id") != request_id
@@ -614,17 +693,19 @@ class SandboxState:
             self.get_customer(tenant_id)
             self._refresh(tenant_id)
             subs = self.world["subscriptions"].get(tenant_id, {}).values()
-            return [copy.deepcopy(s) for s in subs if order_id is None or s["orderId"] == order_id]
+            return [
+                copy.deepcopy(self._with_windows(s))
+                for s in subs
+                if order_id is None or s["orderId"] == order_id
+            ]
 
     def _subscription(self, tenant_id: str, subscription_id: str) -> dict[str, Any]:
         self.get_customer(tenant_id)
         self._refresh(tenant_id)
         sub = self.world["subscriptions"].get(tenant_id, {}).get(subscription_id)
         if sub is None:
-            raise SandboxError(
-                404, "SubscriptionNotFound", f"Subscription {subscription_id} was not found."
-            )
-        return sub
+            raise SandboxError(404, "20003", f"Subscription with ID {subscription_id} not found.")
+        return self._with_windows(sub)
 
     def get_subscription(self, tenant_id: str, subscription_id: str) -> dict[str, Any]:
         with self.lock:
@@ -636,15 +717,141 @@ class SandboxState:
             status = "pending" if sub["status"] == "pending" else "success"
             return {"skuId": sub["offerId"].split(":")[-1], "status": status}
 
-    def set_subscription_status(
-        self, tenant_id: str, subscription_id: str, status: str
+    # -- New Commerce windows --------------------------------------------------------------------
+
+    def _meta(self, sub: dict[str, Any]) -> dict[str, Any]:
+        """The sandbox's own record of a subscription's seat lots (created for old files)."""
+        meta = self.world["subscription_meta"].setdefault(sub["id"], {})
+        if "lots" not in meta:
+            start = parse_iso(sub.get("effectiveStartDate") or sub["creationDate"])
+            meta["lots"] = [seat_lot(sub["quantity"], start)]
+        return meta
+
+    def _live_lots(self, sub: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+        if sub["status"] == "deleted":
+            return []
+        return [
+            lot
+            for lot in self._meta(sub)["lots"]
+            if lot["quantity"] > 0 and parse_iso(lot["allowedUntilDateTime"]) > now
+        ]
+
+    def _with_windows(self, sub: dict[str, Any]) -> dict[str, Any]:
+        """Set refundableQuantity and cancellationAllowedUntilDate as of now (they age)."""
+        live = self._live_lots(sub, datetime.now(UTC))
+        sub["refundableQuantity"] = {
+            "totalQuantity": sum(lot["quantity"] for lot in live),
+            "details": copy.deepcopy(live),
+        }
+        start = parse_iso(sub.get("effectiveStartDate") or sub["creationDate"])
+        sub["cancellationAllowedUntilDate"] = iso(start + NCE_WINDOW)
+        return sub
+
+    def _find_subscription(self, subscription_id: str) -> dict[str, Any]:
+        for tenant_id, subs in self.world["subscriptions"].items():
+            if subscription_id in subs:
+                return self._subscription(tenant_id, subscription_id)
+        raise SandboxError(404, "20003", f"Subscription with ID {subscription_id} not found.")
+
+    # -- subscription changes (PATCH) ------------------------------------------------------------
+
+    def update_subscription(
+        self, tenant_id: str, subscription_id: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
-        """Suspend or reactivate; asking for the current status is a no-op (not counted)."""
+        """Apply a PATCH of the full resource: the fields that differ are the changes asked.
+
+        A status change goes alone (suspend, reactivate, or `deleted` to cancel); quantity and
+        autoRenewEnabled may change together. Every rule is checked before anything changes,
+        so a refusal leaves the subscription as it was. Asking for what already holds is a
+        no-op (not counted).
+        """
         sub = self._subscription(tenant_id, subscription_id)
-        current = sub["status"]
-        if status == current:
+        now = datetime.now(UTC)
+        status = str(patch.get("status") or sub["status"]).lower()
+        quantity = patch.get("quantity", sub["quantity"])
+        auto_renew = patch.get("autoRenewEnabled", sub["autoRenewEnabled"])
+        changes = {
+            name
+            for name, asked, current in (
+                ("status", status, sub["status"]),
+                ("quantity", quantity, sub["quantity"]),
+                ("autoRenewEnabled", auto_renew, sub["autoRenewEnabled"]),
+            )
+            if asked != current
+        }
+        if not changes:
             return copy.deepcopy(sub)
-        if status == "suspended" and current == "active":
+        self._refuse_while_renewing(sub, now)
+        current = sub["status"]
+        if current == "deleted":
+            raise SandboxError(
+                400,
+                CODE_DELETED,
+                f"Subscription with ID {subscription_id} and deleted status can't be updated.",
+            )
+        if current == "pending":
+            raise SandboxError(
+                409, "SubscriptionNotProvisioned", "The subscription is still provisioning."
+            )
+        if "status" in changes:
+            if len(changes) > 1:
+                raise SandboxError(
+                    400,
+                    CODE_INVALID_INPUT,
+                    "Invalid request input: change the status alone, without other fields.",
+                )
+            return self._change_status(sub, status, now)
+        if "quantity" in changes:
+            self._check_quantity(sub, quantity, now)
+        if "autoRenewEnabled" in changes:
+            self._check_auto_renew(sub, auto_renew)
+        if "quantity" in changes:
+            self._apply_quantity(sub, quantity, now)
+        if "autoRenewEnabled" in changes:
+            sub["autoRenewEnabled"] = bool(auto_renew)
+            self.bump("auto_renew_changes")
+        return copy.deepcopy(self._with_windows(sub))
+
+    def _refuse_while_renewing(self, sub: dict[str, Any], now: datetime) -> None:
+        meta = self._meta(sub)
+        calls = meta.get("renewing_calls") or 0
+        until = meta.get("renewing_until")
+        if calls > 0:
+            meta["renewing_calls"] = calls - 1
+        elif until is None or parse_iso(until) <= now:
+            return
+        raise SandboxError(
+            409,
+            CODE_NOT_READY,
+            "Subscription is not ready to be updated: a renewal is in progress. "
+            "Try again after sometime.",
+        )
+
+    def _change_status(self, sub: dict[str, Any], status: str, now: datetime) -> dict[str, Any]:
+        current = sub["status"]
+        if status == "deleted":
+            if current == "suspended":
+                raise SandboxError(
+                    400, CODE_SUSPENDED, "Can't update a subscription with suspended status."
+                )
+            if current != "active":
+                raise SandboxError(
+                    400, CODE_NOT_ACTIVE, "This subscription isn't an active subscription."
+                )
+            if now >= parse_iso(sub["cancellationAllowedUntilDate"]):
+                raise SandboxError(
+                    400,
+                    CODE_CANCELLATION_WINDOW_PASSED,
+                    f"You have passed your {NCE_WINDOW_DAYS}-day cancellation window. We are "
+                    "unable to cancel your purchase. (cancellationAllowedUntilDate: "
+                    f"{sub['cancellationAllowedUntilDate']})",
+                )
+            sub["status"] = "deleted"
+            sub["autoRenewEnabled"] = False
+            sub["cancellationDate"] = iso(now)
+            self._meta(sub)["lots"] = []
+            self.bump("subscriptions_cancelled")
+        elif status == "suspended" and current == "active":
             sub["status"] = "suspended"
             # Suspending turns auto-renew off (Partner Center does the same).
             sub["autoRenewEnabled"] = False
@@ -652,14 +859,125 @@ class SandboxState:
         elif status == "active" and current == "suspended":
             sub["status"] = "active"
             self.bump("subscriptions_reactivated")
-        elif current == "pending":
-            raise SandboxError(
-                409, "SubscriptionNotProvisioned", "The subscription is still provisioning."
-            )
         else:
             raise SandboxError(
                 400,
                 "InvalidStatusTransition",
                 f"The sandbox cannot change a subscription from {current} to {status}.",
             )
-        return copy.deepcopy(sub)
+        return copy.deepcopy(self._with_windows(sub))
+
+    def _check_quantity(self, sub: dict[str, Any], quantity: Any, now: datetime) -> None:
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise SandboxError(
+                400,
+                CODE_QUANTITY_OUT_OF_RANGE,
+                "Subscription quantity isn't within minimum and maximum allowed quantity "
+                f"(minimum 1, asked {quantity!r}).",
+            )
+        if sub["status"] == "suspended":
+            raise SandboxError(
+                400,
+                CODE_QUANTITY_WHILE_SUSPENDED,
+                "Subscription quantity can't be increased or decreased while subscription is "
+                "being suspended.",
+            )
+        if sub["status"] != "active":
+            raise SandboxError(
+                400, CODE_NOT_ACTIVE, "This subscription isn't an active subscription."
+            )
+        decrease = sub["quantity"] - quantity
+        refundable = sum(lot["quantity"] for lot in self._live_lots(sub, now))
+        if decrease > refundable:
+            raise SandboxError(
+                400,
+                CODE_QUANTITY_CANNOT_DECREASE,
+                f"Subscription quantity can't be decreased by {decrease}: only {refundable} "
+                f"seat(s) are refundable now (the {NCE_WINDOW_DAYS}-day window after the "
+                "purchase, renewal or increase of those seats has passed).",
+            )
+
+    def _apply_quantity(self, sub: dict[str, Any], quantity: int, now: datetime) -> None:
+        lots = self._meta(sub)["lots"]
+        delta = quantity - sub["quantity"]
+        if delta > 0:
+            lots.append(seat_lot(delta, now))
+        else:
+            # Remove the most recently added refundable seats first.
+            left = -delta
+            for lot in reversed(self._live_lots(sub, now)):
+                taken = min(left, lot["quantity"])
+                lot["quantity"] -= taken
+                left -= taken
+                if left == 0:
+                    break
+            lots[:] = [lot for lot in lots if lot["quantity"] > 0]
+        sub["quantity"] = quantity
+        self.bump("quantity_changes")
+
+    def _check_auto_renew(self, sub: dict[str, Any], enabled: Any) -> None:
+        if not isinstance(enabled, bool):
+            raise SandboxError(
+                400, CODE_INVALID_INPUT, "Invalid request input: autoRenewEnabled is a boolean."
+            )
+        if sub["status"] == "suspended":
+            raise SandboxError(
+                400, CODE_SUSPENDED, "Can't update a subscription with suspended status."
+            )
+        if sub["status"] != "active":
+            raise SandboxError(
+                400, CODE_NOT_ACTIVE, "This subscription isn't an active subscription."
+            )
+
+    # -- controls (not Partner Center) -----------------------------------------------------------
+
+    def backdate_subscription(self, subscription_id: str, by: timedelta) -> dict[str, Any]:
+        """Move a subscription's purchase (and term, and seat windows) `by` into the past."""
+        with self.lock:
+            sub = self._find_subscription(subscription_id)
+            for key in ("creationDate", "effectiveStartDate"):
+                if sub.get(key):
+                    sub[key] = iso(parse_iso(sub[key]) - by)
+            start = parse_iso(sub["effectiveStartDate"])
+            sub["commitmentEndDate"] = iso(commitment_end(start, sub["termDuration"]))
+            for lot in self._meta(sub)["lots"]:
+                lot["allowedUntilDateTime"] = iso(parse_iso(lot["allowedUntilDateTime"]) - by)
+            self._with_windows(sub)
+            self.save()
+            return copy.deepcopy(sub)
+
+    def mark_renewing(
+        self, subscription_id: str, *, seconds: float | None, calls: int | None
+    ) -> dict[str, Any]:
+        """Answer 409 to changes of this subscription for `seconds`, or for the next `calls`."""
+        with self.lock:
+            sub = self._find_subscription(subscription_id)
+            meta = self._meta(sub)
+            meta["renewing_calls"] = calls or 0
+            meta["renewing_until"] = (
+                iso(datetime.now(UTC) + timedelta(seconds=seconds)) if seconds else None
+            )
+            self.save()
+            return {
+                "subscription_id": subscription_id,
+                "renewing_until": meta["renewing_until"],
+                "renewing_calls": meta["renewing_calls"],
+            }
+
+    def renew_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """Complete a renewal now: a new term starts, with a new 168-hour window."""
+        with self.lock:
+            sub = self._find_subscription(subscription_id)
+            if sub["status"] != "active":
+                raise SandboxError(
+                    400, CODE_NOT_ACTIVE, "This subscription isn't an active subscription."
+                )
+            now = datetime.now(UTC)
+            sub["effectiveStartDate"] = iso(now)
+            sub["commitmentEndDate"] = iso(commitment_end(now, sub["termDuration"]))
+            meta = self._meta(sub)
+            meta["lots"] = [seat_lot(sub["quantity"], now)]
+            meta["renewing_calls"], meta["renewing_until"] = 0, None
+            self._with_windows(sub)
+            self.save()
+            return copy.deepcopy(sub)

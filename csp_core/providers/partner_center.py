@@ -30,6 +30,7 @@ from csp_core.providers.port import (
     ProviderError,
     ProviderSubscription,
     ProvisioningState,
+    RefundableSeats,
     SubscriptionStatus,
 )
 
@@ -111,6 +112,19 @@ def _parse_status(value: Any) -> SubscriptionStatus:
         return SubscriptionStatus.NONE
 
 
+def _refundable(value: Any) -> tuple[RefundableSeats, ...]:
+    """refundableQuantity {totalQuantity, details: [{quantity, allowedUntilDateTime}]}."""
+    if not isinstance(value, dict):
+        return ()
+    seats = []
+    for detail in value.get("details") or []:
+        until = _parse_dt(detail.get("allowedUntilDateTime")) if isinstance(detail, dict) else None
+        if until is None:
+            continue
+        seats.append(RefundableSeats(quantity=int(detail.get("quantity", 0)), allowed_until=until))
+    return tuple(seats)
+
+
 def _subscription(resource: dict[str, Any]) -> ProviderSubscription:
     return ProviderSubscription(
         subscription_id=resource["id"],
@@ -122,8 +136,15 @@ def _subscription(resource: dict[str, Any]) -> ProviderSubscription:
         billing_cycle=resource.get("billingCycle"),
         auto_renew_enabled=bool(resource.get("autoRenewEnabled", True)),
         creation_date=_parse_dt(resource.get("creationDate")),
+        effective_start_date=_parse_dt(resource.get("effectiveStartDate")),
         commitment_end_date=_parse_dt(resource.get("commitmentEndDate")),
+        cancellation_allowed_until=_parse_dt(resource.get("cancellationAllowedUntilDate")),
+        refundable_quantity=_refundable(resource.get("refundableQuantity")),
     )
+
+
+def _subscription_path(tenant_id: str, subscription_id: str) -> str:
+    return f"/v1/customers/{_seg(tenant_id)}/subscriptions/{_seg(subscription_id)}"
 
 
 def _customer(resource: dict[str, Any]) -> ProviderCustomer:
@@ -398,10 +419,54 @@ class PartnerCenterClient:
         *,
         request_id: str,
     ) -> ProviderSubscription:
-        # Partner Center PATCHes the full resource: read it, change the status, send it back.
-        path = f"/v1/customers/{_seg(tenant_id)}/subscriptions/{_seg(subscription_id)}"
+        return await self._patch_subscription(
+            tenant_id,
+            subscription_id,
+            {"status": SubscriptionStatus(status).value},
+            request_id=request_id,
+        )
+
+    async def get_subscription(self, tenant_id: str, subscription_id: str) -> ProviderSubscription:
+        return _subscription(await self._get_json(_subscription_path(tenant_id, subscription_id)))
+
+    async def change_quantity(
+        self, tenant_id: str, subscription_id: str, quantity: int, *, request_id: str
+    ) -> ProviderSubscription:
+        return await self._patch_subscription(
+            tenant_id, subscription_id, {"quantity": quantity}, request_id=request_id
+        )
+
+    async def cancel_subscription(
+        self, tenant_id: str, subscription_id: str, *, request_id: str
+    ) -> ProviderSubscription:
+        return await self._patch_subscription(
+            tenant_id,
+            subscription_id,
+            {"status": SubscriptionStatus.DELETED.value},
+            request_id=request_id,
+        )
+
+    async def set_auto_renew(
+        self, tenant_id: str, subscription_id: str, enabled: bool, *, request_id: str
+    ) -> ProviderSubscription:
+        return await self._patch_subscription(
+            tenant_id, subscription_id, {"autoRenewEnabled": enabled}, request_id=request_id
+        )
+
+    async def _patch_subscription(
+        self,
+        tenant_id: str,
+        subscription_id: str,
+        changes: dict[str, Any],
+        *,
+        request_id: str,
+    ) -> ProviderSubscription:
+        # Partner Center PATCHes the full resource: read it, apply the change, send it back.
+        # A retry reads again, so it sends what the provider holds then; the MS-RequestId makes
+        # a change that already went through answer its first response instead of repeating.
+        path = _subscription_path(tenant_id, subscription_id)
         resource = await self._get_json(path)
-        resource["status"] = SubscriptionStatus(status).value
+        resource.update(changes)
         response = await self._request("PATCH", path, body=resource, request_id=request_id)
         return _subscription(self._json(response, "PATCH", path))
 

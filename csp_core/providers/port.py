@@ -20,6 +20,20 @@ class _Model(BaseModel):
 
 PERMANENT_CONFLICTS = frozenset({"DomainAlreadyExists"})
 
+# Partner Center error codes (developer/error-codes) for the New Commerce refusals of a
+# subscription change. All are 400s: business refusals, never worth retrying as they are.
+QUANTITY_CANNOT_DECREASE = "800090"  # a decrease beyond what is still refundable
+SUBSCRIPTION_SUSPENDED = "800091"  # any update of a suspended subscription
+CANCELLATION_WINDOW_PASSED = "900117"  # status "deleted" after cancellationAllowedUntilDate
+QUANTITY_WHILE_SUSPENDED = "2001"  # a quantity change while suspended
+QUANTITY_OUT_OF_RANGE = "2002"  # below the offer's minimum (one seat) or above its maximum
+SUBSCRIPTION_DELETED = "2011"  # a cancelled subscription cannot be updated
+# The codes that mean "the 168-hour window is over" (900213/900214/900257 are the hour and
+# day variants Partner Center also documents for cancel and seat reduction).
+WINDOW_CLOSED_CODES = frozenset(
+    {QUANTITY_CANNOT_DECREASE, CANCELLATION_WINDOW_PASSED, "900213", "900214", "900257"}
+)
+
 
 class ProviderError(Exception):
     """A provider answer that is not success. `transient` errors are worth retrying."""
@@ -104,6 +118,17 @@ class SubscriptionStatus(StrEnum):
     DELETED = "deleted"
 
 
+class RefundableSeats(_Model):
+    """Seats that can still be removed for a refund, until `allowed_until` (exclusive).
+
+    Partner Center's `refundableQuantity.details[]`: one entry per purchase, renewal or
+    mid-term increase still inside its 168-hour window.
+    """
+
+    quantity: int
+    allowed_until: datetime
+
+
 class ProviderSubscription(_Model):
     subscription_id: str
     offer_id: str
@@ -114,7 +139,18 @@ class ProviderSubscription(_Model):
     billing_cycle: str | None = None
     auto_renew_enabled: bool = True
     creation_date: datetime | None = None
+    # Start of the current term: the purchase, or the last renewal.
+    effective_start_date: datetime | None = None
     commitment_end_date: datetime | None = None
+    # The instant the subscription stops being cancellable (168 h after the purchase or the
+    # last renewal); None when the provider does not say.
+    cancellation_allowed_until: datetime | None = None
+    refundable_quantity: tuple[RefundableSeats, ...] = ()
+
+    @property
+    def refundable_total(self) -> int:
+        """How many seats can still be removed (Partner Center's totalQuantity)."""
+        return sum(seats.quantity for seats in self.refundable_quantity)
 
 
 class PlacedOrder(_Model):
@@ -168,8 +204,39 @@ class Provider(Protocol):
     ) -> ProviderSubscription:
         """PATCH /v1/customers/{tenant}/subscriptions/{sub} with status suspended | active."""
 
+    async def get_subscription(self, tenant_id: str, subscription_id: str) -> ProviderSubscription:
+        """GET /v1/customers/{tenant}/subscriptions/{sub}."""
+
+    async def change_quantity(
+        self, tenant_id: str, subscription_id: str, quantity: int, *, request_id: str
+    ) -> ProviderSubscription:
+        """PATCH the subscription with a new `quantity` (the total seats, not a delta).
+
+        Increases any time while active; decreases only down to what `refundableQuantity`
+        still allows (800090), never below one (2002), never while suspended (2001).
+        """
+
+    async def cancel_subscription(
+        self, tenant_id: str, subscription_id: str, *, request_id: str
+    ) -> ProviderSubscription:
+        """PATCH the subscription with status `deleted`: New Commerce cancellation, allowed
+        only before `cancellationAllowedUntilDate` (900117) and not while suspended (800091)."""
+
+    async def set_auto_renew(
+        self, tenant_id: str, subscription_id: str, enabled: bool, *, request_id: str
+    ) -> ProviderSubscription:
+        """PATCH the subscription with `autoRenewEnabled`; refused while suspended (800091)."""
+
 
 __all__ = [
+    "CANCELLATION_WINDOW_PASSED",
+    "PERMANENT_CONFLICTS",
+    "QUANTITY_CANNOT_DECREASE",
+    "QUANTITY_OUT_OF_RANGE",
+    "QUANTITY_WHILE_SUSPENDED",
+    "SUBSCRIPTION_DELETED",
+    "SUBSCRIPTION_SUSPENDED",
+    "WINDOW_CLOSED_CODES",
     "CreatedCustomer",
     "CustomerAddress",
     "NewCustomer",
@@ -180,5 +247,6 @@ __all__ = [
     "ProviderError",
     "ProviderSubscription",
     "ProvisioningState",
+    "RefundableSeats",
     "SubscriptionStatus",
 ]
