@@ -20,8 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import orders as order_api
 from api import renewals as renewal_api
-from csp_core.billing import MAX_CHARGE_AMOUNT, open_period, parse_period
-from csp_core.models import OrderValidationError, TenantMode, parse_order
+from csp_core.orders.models import OrderValidationError, TenantMode, parse_order
 from csp_core.registry import (
     ChargeAlreadyPaid,
     CredentialsAlreadyRevealed,
@@ -33,7 +32,8 @@ from csp_core.registry import (
     UnknownCharge,
     UnknownSubscription,
 )
-from csp_core.renewals import CycleResult
+from csp_core.renewals.billing import MAX_CHARGE_AMOUNT, open_period, parse_period
+from csp_core.renewals.values import CycleResult
 from csp_core.secrets import SecretVault
 from csp_core.settings import Settings, get_settings
 from csp_core.stages import PaymentStatus

@@ -24,7 +24,7 @@ from csp_core.notifications.mailer import Mailer, SmtpMailer
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.providers.port import Provider
 from csp_core.registry import Registry
-from csp_core.renewals import renewal_cycle_queue
+from csp_core.renewals.values import renewal_cycle_queue
 from csp_core.secrets import SecretVault
 from csp_core.settings import Settings, get_settings
 from temporalutil.client import connect

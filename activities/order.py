@@ -11,20 +11,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.common import in_thread, provider_failure, request_id, send_once
-from csp_core.failures import OrderFailure
-from csp_core.models import Order
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
-from csp_core.providers.port import (
-    PERMANENT_CONFLICTS,
-    CustomerAddress,
-    NewCustomer,
-    OrderLine,
-    Provider,
-    ProviderError,
-    ProvisioningState,
-)
-from csp_core.provisioning import (
+from csp_core.orders.failures import OrderFailure
+from csp_core.orders.models import Order
+from csp_core.orders.provisioning import (
     DomainCheck,
     LinkCheck,
     OrderNotice,
@@ -33,6 +24,15 @@ from csp_core.provisioning import (
     SealedCredentials,
     TenantOrigin,
     TenantRef,
+)
+from csp_core.providers.port import (
+    PERMANENT_CONFLICTS,
+    CustomerAddress,
+    NewCustomer,
+    OrderLine,
+    Provider,
+    ProviderError,
+    ProvisioningState,
 )
 from csp_core.registry import (
     REGISTRY_OUTAGES,

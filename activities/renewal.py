@@ -20,7 +20,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.common import in_thread, provider_failure, request_id, send_once
-from csp_core.billing import (
+from csp_core.notifications import messages
+from csp_core.notifications.mailer import Mailer
+from csp_core.providers.port import Provider, ProviderError, SubscriptionStatus
+from csp_core.registry import Registry, RegistryError
+from csp_core.renewals.billing import (
     REACTIVATION_RETRY_EVERY,
     RenewalPolicy,
     StepKind,
@@ -28,11 +32,7 @@ from csp_core.billing import (
     cutoff_at,
     owes_charge,
 )
-from csp_core.notifications import messages
-from csp_core.notifications.mailer import Mailer
-from csp_core.providers.port import Provider, ProviderError, SubscriptionStatus
-from csp_core.registry import Registry, RegistryError
-from csp_core.renewals import (
+from csp_core.renewals.values import (
     ChargeFailure,
     CyclePage,
     NoticeKind,

@@ -26,10 +26,10 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from csp_core.models import Order, order_workflow_id
-from csp_core.provisioning import OrderRequest, OrderStatus
+from csp_core.orders.acceptance import AcceptancePolicy
+from csp_core.orders.models import Order, order_workflow_id
+from csp_core.orders.provisioning import OrderRequest, OrderStatus
 from csp_core.registry import OrderRecord, Registry
-from csp_core.rules import AcceptancePolicy
 from csp_core.settings import Settings
 from csp_core.stages import OrderStage
 from temporalutil import search_attributes as sa

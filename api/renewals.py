@@ -25,9 +25,9 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from csp_core.billing import RenewalPolicy, parse_period, period_start
 from csp_core.registry import ChargeRecord, Registry
-from csp_core.renewals import (
+from csp_core.renewals.billing import RenewalPolicy, parse_period, period_start
+from csp_core.renewals.values import (
     CycleRequest,
     CycleResult,
     renewal_cycle_queue,

@@ -236,10 +236,10 @@ class Chaos:
 async def workload(stack: ChaosStack, args: argparse.Namespace) -> int:
     from api import orders as order_api
     from api import renewals as renewal_api
-    from csp_core.billing import open_period
-    from csp_core.models import parse_order
+    from csp_core.orders.models import parse_order
     from csp_core.registry import Registry
-    from csp_core.renewals import renewal_workflow_id
+    from csp_core.renewals.billing import open_period
+    from csp_core.renewals.values import renewal_workflow_id
     from csp_core.secrets import SecretVault
     from csp_core.settings import get_settings
     from csp_core.stages import OrderStage

@@ -61,8 +61,8 @@ from benchmarks.stack import (
     sandbox_server,
     start_dev_server,
 )
-from csp_core.models import Order, parse_order
 from csp_core.notifications.mailer import SmtpMailer
+from csp_core.orders.models import Order, parse_order
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.registry import Registry
 from csp_core.secrets import SecretVault, generate_key

@@ -75,12 +75,12 @@ from benchmarks.stack import (
     sandbox_server,
     start_dev_server,
 )
-from csp_core.billing import next_period, period_of, period_start
 from csp_core.notifications.mailer import SmtpMailer
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.registry import Registry
 from csp_core.registry.tables import Order, RenewalCharge, Subscription, Tenant
-from csp_core.renewals import CycleResult
+from csp_core.renewals.billing import next_period, period_of, period_start
+from csp_core.renewals.values import CycleResult
 from csp_core.secrets import SecretVault, generate_key
 from csp_core.settings import Settings
 from sandbox.smtp_sink import SmtpSink

@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from csp_core.billing import CutoffPolicy
+from csp_core.renewals.billing import CutoffPolicy
 
 DATA_DIR = Path(".data")
 TASK_QUEUE = "csp-orchestrator"

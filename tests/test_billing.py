@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time
 import pytest
 from pydantic import ValidationError
 
-from csp_core.billing import (
+from csp_core.renewals.billing import (
     RenewalPolicy,
     StepKind,
     cutoff_at,

@@ -23,7 +23,7 @@ import pytest
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from csp_core.models import parse_order
+from csp_core.orders.models import parse_order
 from csp_core.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]

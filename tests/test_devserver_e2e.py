@@ -19,9 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from api import orders as order_api
 from api import renewals as renewal_api
-from csp_core.billing import open_period, period_of, previous_period
 from csp_core.registry import Registry
-from csp_core.renewals import (
+from csp_core.renewals.billing import open_period, period_of, previous_period
+from csp_core.renewals.values import (
     CycleResult,
     RenewalStatus,
     renewal_cycle_queue,

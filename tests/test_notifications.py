@@ -23,7 +23,6 @@ from temporalio.exceptions import ApplicationError
 
 from activities.common import LEDGER_UNAVAILABLE, MAIL_UNAVAILABLE, NOTICE_UNDELIVERABLE, send_once
 from csp_core.calendar import format_date_es, format_datetime_es, format_mxn, format_period_es
-from csp_core.failures import FailureCode, OrderFailure
 from csp_core.notifications import (
     Email,
     EmailKind,
@@ -52,6 +51,7 @@ from csp_core.notifications.messages import (
     renewal_reactivation_failed,
     renewal_suspension_failed,
 )
+from csp_core.orders.failures import FailureCode, OrderFailure
 from csp_core.registry import (
     NotificationRecord,
     NotificationStatus,

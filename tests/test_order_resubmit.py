@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api import orders as order_api
-from csp_core.models import Order, parse_order
+from csp_core.orders.models import Order, parse_order
 from csp_core.registry import Registry
 from csp_core.settings import Settings
 from csp_core.stages import OrderStage

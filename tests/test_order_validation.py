@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from csp_core.models import (
+from csp_core.orders.models import (
     CreateTenant,
     LinkTenant,
     Order,
@@ -604,7 +604,7 @@ def test_a_mexican_state_in_any_usual_form_is_accepted(state: str, code: str) ->
 
 
 def test_every_one_of_the_32_states_is_known_by_code_and_name() -> None:
-    from csp_core.mexico import MX_STATES, mx_state_code
+    from csp_core.orders.mexico import MX_STATES, mx_state_code
 
     assert len(MX_STATES) == 32
     for code, (name, _aliases) in MX_STATES.items():
@@ -686,8 +686,8 @@ def put_country(data: dict[str, Any], country: str) -> dict[str, Any]:
 def test_an_accepted_order_always_decodes_from_workflow_history() -> None:
     """Workers read orders back without the submission context: an order accepted under another
     configuration (or before a rule existed) still decodes, so an order in flight never sticks."""
-    from csp_core.provisioning import OrderRequest
-    from csp_core.rules import AcceptancePolicy
+    from csp_core.orders.acceptance import AcceptancePolicy
+    from csp_core.orders.provisioning import OrderRequest
     from temporalutil.converter import DATA_CONVERTER
 
     data = example(CREATE)

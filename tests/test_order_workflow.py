@@ -10,8 +10,8 @@ import pytest
 from temporalio.client import WorkflowHandle
 
 from api import orders as order_api
-from csp_core.models import Order
-from csp_core.provisioning import OrderStatus
+from csp_core.orders.models import Order
+from csp_core.orders.provisioning import OrderStatus
 from csp_core.stages import OrderStage
 from temporalutil import search_attributes as sa
 from tests.support.stack import Stack, example

@@ -16,7 +16,8 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle
 
 from api import renewals as renewal_api
-from csp_core.billing import (
+from csp_core.registry import UnknownCharge, UnknownSubscription
+from csp_core.renewals.billing import (
     REACTIVATION_ESCALATE_AFTER,
     REACTIVATION_RETRY_EVERY,
     CutoffPolicy,
@@ -24,8 +25,7 @@ from csp_core.billing import (
     period_of,
     period_start,
 )
-from csp_core.registry import UnknownCharge, UnknownSubscription
-from csp_core.renewals import CycleResult, RenewalStatus, renewal_workflow_id
+from csp_core.renewals.values import CycleResult, RenewalStatus, renewal_workflow_id
 from csp_core.stages import OrderStage, PaymentStatus
 from csp_core.timezones import MEXICO_CITY
 from temporalutil import search_attributes as sa
@@ -344,7 +344,7 @@ async def test_cycle_pages_and_continues_as_new_without_losing_count(stack: Stac
     """Seven charges, pages of two, one page per run: the cycle continues as new three times,
     starts every renewal once, and its final result still reports what the first run recorded."""
     from csp_core.registry import NewSubscription
-    from csp_core.renewals import CycleRequest
+    from csp_core.renewals.values import CycleRequest
     from workflows.renewal import RenewalCycleWorkflow
 
     domain = "paginado.onmicrosoft.com"
@@ -625,7 +625,7 @@ async def test_bad_charges_are_reported_and_the_others_start(stack: Stack) -> No
     """One subscription's amount overflows the registry's NUMERIC(12, 2), another lost its
     tenant row: both are named in the cycle's result and flagged; the good ones start."""
     from csp_core.registry import NewSubscription
-    from csp_core.renewals import CycleRequest
+    from csp_core.renewals.values import CycleRequest
     from workflows.renewal import RenewalCycleWorkflow
 
     def line(sub: str, quantity: int) -> NewSubscription:
@@ -652,7 +652,7 @@ async def test_bad_charges_are_reported_and_the_others_start(stack: Stack) -> No
     period = next_period(period_of(bought))
     policy = renewal_api.renewal_policy(stack.settings)
     # The orphan's charge was recorded, then its tenant row was lost (a broken restore).
-    from csp_core.billing import cutoff_at
+    from csp_core.renewals.billing import cutoff_at
 
     registry.upsert_charge("sub-orphan", period, Decimal("129.00"), cutoff_at(period, policy))
     with sqlite3.connect(stack.registry_path) as db:  # foreign keys off: break it on purpose
@@ -686,7 +686,7 @@ async def test_a_database_outage_is_not_a_bad_charge() -> None:
     from sqlalchemy.exc import OperationalError
 
     from activities.renewal import _charge_failure
-    from csp_core.billing import ChargeAmountOutOfRange
+    from csp_core.renewals.billing import ChargeAmountOutOfRange
 
     skipped = _charge_failure("sub-1", ChargeAmountOutOfRange("too big"))
     assert skipped.subscription_id == "sub-1" and "too big" in skipped.reason

@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.common import NOTICE_UNDELIVERABLE
-    from csp_core.rules import NOTICE_RETRY_HORIZON
+    from csp_core.notifications import NOTICE_RETRY_HORIZON
     from csp_core.stages import OpsAttention
     from temporalutil import search_attributes as sa
 

@@ -20,9 +20,9 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.order import OrderActivities
-    from csp_core.failures import FailureCode, OrderFailure
-    from csp_core.models import Order, TenantMode
-    from csp_core.provisioning import (
+    from csp_core.orders.failures import FailureCode, OrderFailure
+    from csp_core.orders.models import Order, TenantMode
+    from csp_core.orders.provisioning import (
         OrderNotice,
         OrderNoticeKind,
         OrderRequest,

@@ -28,7 +28,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.renewal import RenewalActivities
-    from csp_core.billing import (
+    from csp_core.renewals.billing import (
         REACTIVATION_ESCALATE_AFTER,
         REACTIVATION_GIVE_UP_AFTER,
         REACTIVATION_RETRY_EVERY,
@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         period_of,
         remaining_ladder,
     )
-    from csp_core.renewals import (
+    from csp_core.renewals.values import (
         MAX_REPORTED_FAILURES,
         ChargeFailure,
         CyclePage,

@@ -6,6 +6,7 @@ importing the builders does not pull in aiosmtplib and structlog.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from csp_core.notifications.messages import (
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
         message_id_for,
     )
 
+# E-mail never holds business state: a notice that cannot be delivered (SMTP outage) is retried
+# in the background for this long, then flagged to ops as undeliverable.
+NOTICE_RETRY_HORIZON = timedelta(days=3)
+
 _MAILER_NAMES = {
     "MailDeliveryError",
     "Mailer",
@@ -58,6 +63,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "NOTICE_RETRY_HORIZON",
     "Email",
     "EmailKind",
     "MailDeliveryError",

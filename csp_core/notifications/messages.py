@@ -27,7 +27,7 @@ from csp_core.calendar import (
     format_period_es,
     parse_period,
 )
-from csp_core.failures import FailureCode, OrderFailure
+from csp_core.orders.failures import FailureCode, OrderFailure
 
 # Microsoft New Commerce: seat reductions and cancellations with prorated refund only inside
 # this window after purchase or renewal.

@@ -26,8 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
-from csp_core.billing import MAX_CHARGE_AMOUNT
-from csp_core.models import BillingCycle, TenantMode, Term
+from csp_core.orders.models import BillingCycle, TenantMode, Term
 from csp_core.registry.errors import (
     ChargeAlreadyPaid,
     CredentialsAlreadyRevealed,
@@ -52,6 +51,7 @@ from csp_core.registry.tables import (
     as_utc,
     utcnow,
 )
+from csp_core.renewals.billing import MAX_CHARGE_AMOUNT
 from csp_core.stages import OrderStage, PaymentStatus
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 
 from api import renewals as renewal_api
-from csp_core.billing import CutoffPolicy, next_period, period_of
+from csp_core.renewals.billing import CutoffPolicy, next_period, period_of
 from csp_core.timezones import MEXICO_CITY
 from tests.support.stack import Stack, example
 from workflows.order import LicenseOrderWorkflow

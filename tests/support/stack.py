@@ -25,8 +25,8 @@ from temporalio.client import (
 from temporalio.testing import WorkflowEnvironment
 
 from api import orders as order_api
-from csp_core.models import Order, parse_order
 from csp_core.notifications.mailer import Mailer, SmtpMailer
+from csp_core.orders.models import Order, parse_order
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.providers.port import Provider
 from csp_core.registry import Registry

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from csp_core.billing import RenewalPolicy, StepKind
+from csp_core.renewals.billing import RenewalPolicy, StepKind
 from csp_core.stages import PaymentStatus
 
 

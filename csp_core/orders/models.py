@@ -36,7 +36,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from csp_core.mexico import ACCEPTED_STATE_FORMS, mx_state_code
+from csp_core.orders.mexico import ACCEPTED_STATE_FORMS, mx_state_code
 
 ONMICROSOFT_SUFFIX = ".onmicrosoft.com"
 DOMAIN_PREFIX_MAX = 27

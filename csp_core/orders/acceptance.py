@@ -1,5 +1,7 @@
-"""Business rules with time in them. Pure functions of their inputs (no clock reads), so the
-workflows can call them deterministically and tests can pin every instant."""
+"""How long an order waits for the client to accept us as partner, and when we remind.
+
+A pure function of its inputs (no clock reads), so the workflow can call it deterministically
+and tests can pin every instant."""
 
 from __future__ import annotations
 
@@ -7,9 +9,6 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-# Microsoft New Commerce: seat decreases and cancellation only within 168 h of purchase/renewal.
-NCE_CHANGE_WINDOW = timedelta(hours=168)
 
 
 class AcceptancePolicy(BaseModel):
@@ -39,13 +38,3 @@ class AcceptancePolicy(BaseModel):
         deadline = self.deadline(waiting_since)
         times = [waiting_since + timedelta(days=d) for d in self.reminder_days]
         return [t for t in times if t < deadline]
-
-
-def change_window_end(purchased_or_renewed_at: datetime) -> datetime:
-    """When seat decreases and cancellation stop being allowed (NCE 168-hour rule)."""
-    return purchased_or_renewed_at + NCE_CHANGE_WINDOW
-
-
-# E-mail never holds business state: a notice that cannot be delivered (SMTP outage) is retried
-# in the background for this long, then flagged to ops as undeliverable.
-NOTICE_RETRY_HORIZON = timedelta(days=3)

@@ -8,9 +8,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from csp_core.failures import OrderFailure
-from csp_core.models import Order
-from csp_core.rules import AcceptancePolicy
+from csp_core.orders.acceptance import AcceptancePolicy
+from csp_core.orders.failures import OrderFailure
+from csp_core.orders.models import Order
 from csp_core.stages import OrderStage
 
 

@@ -1,0 +1,2 @@
+"""Renewals: billing periods, the cutoff and the escalation ladder, and the values the renewal
+workflows carry."""
