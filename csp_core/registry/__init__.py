@@ -1,8 +1,13 @@
 """The registry: tenants, orders, licenses, credentials, e-mail ledger and renewal charges.
 
-SQLAlchemy 2 + Alembic, on SQLite (default, development) or PostgreSQL (production).
+SQLAlchemy 2 + Alembic, on SQLite (default, development) or PostgreSQL (production). `Registry`
+(repository.py) is the one facade over one store per aggregate (orders.py, tenants.py,
+subscriptions.py, credentials.py, notifications.py, charges.py).
 """
 
+from csp_core.registry.charges import ChargeContext, ChargeRecord, PaymentRecord
+from csp_core.registry.credentials import credentials_ref
+from csp_core.registry.engine import make_engine, normalize_url
 from csp_core.registry.errors import (
     REGISTRY_OUTAGES,
     ChargeAlreadyPaid,
@@ -17,24 +22,16 @@ from csp_core.registry.errors import (
     UnknownSubscription,
     UnknownTenant,
 )
-from csp_core.registry.repository import (
-    ChargeContext,
-    ChargeRecord,
+from csp_core.registry.notifications import NotificationRecord, NotificationStatus
+from csp_core.registry.orders import OrderRecord
+from csp_core.registry.repository import Registry
+from csp_core.registry.subscriptions import (
     LicenseRow,
     NewSubscription,
-    NotificationRecord,
-    NotificationStatus,
-    OrderRecord,
-    PaymentRecord,
-    Registry,
     SubscriptionRecord,
     SubscriptionStatus,
-    TenantOrigin,
-    TenantRecord,
-    credentials_ref,
-    make_engine,
-    normalize_url,
 )
+from csp_core.registry.tenants import TenantOrigin, TenantRecord
 
 __all__ = [
     "REGISTRY_OUTAGES",

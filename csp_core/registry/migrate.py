@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+from csp_core.registry.engine import make_engine
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -26,8 +28,6 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
 
 
 def _run(target: str | Engine, action: str, revision: str) -> None:
-    from csp_core.registry.repository import make_engine  # avoid an import cycle
-
     owned = isinstance(target, str)
     engine = make_engine(target) if isinstance(target, str) else target
     try:

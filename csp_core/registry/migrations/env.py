@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from csp_core.registry.repository import make_engine
+from csp_core.registry.engine import make_engine
 from csp_core.registry.tables import Base
 
 config = context.config

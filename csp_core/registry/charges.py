@@ -1,0 +1,329 @@
+"""Renewal charges and the payments recorded towards them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from csp_core.registry.errors import ChargeAlreadyPaid, UnknownCharge, UnknownSubscription
+from csp_core.registry.store import Record, Store
+from csp_core.registry.tables import (
+    Order,
+    RenewalCharge,
+    RenewalPayment,
+    Subscription,
+    Tenant,
+    as_utc,
+    utcnow,
+)
+from csp_core.renewals.billing import MAX_CHARGE_AMOUNT
+from csp_core.stages import PaymentStatus
+
+PERIOD_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+SETTLED = frozenset({PaymentStatus.PAID, PaymentStatus.REACTIVATED})
+
+
+class ChargeRecord(Record):
+    id: int
+    subscription_id: str
+    period: str
+    amount: Decimal
+    currency: str
+    status: PaymentStatus
+    escalation_level: int = 0
+    due_at: datetime
+    paid_at: datetime | None
+    payment_reference: str | None
+    paid_amount: Decimal | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in SETTLED
+
+    @property
+    def amount_paid(self) -> Decimal:
+        return self.paid_amount or Decimal("0.00")
+
+    @property
+    def amount_due(self) -> Decimal:
+        """What is still to pay (0 once settled; an overpayment does not go negative)."""
+        if self.paid_at is not None:
+            return Decimal("0.00")
+        return max(self.amount - self.amount_paid, Decimal("0.00"))
+
+
+class PaymentRecord(Record):
+    reference: str
+    amount: Decimal
+    paid_at: datetime
+    recorded_at: datetime
+
+
+class ChargeContext(Record):
+    subscription_id: str
+    product_name: str
+    quantity: int
+    domain: str
+    tenant_id: str
+    company_name: str
+    reseller_id: str
+    reseller_name: str
+    reseller_email: str | None
+    order_id: str | None
+
+
+def _check_period(period: str) -> str:
+    if not PERIOD_RE.match(period):
+        raise ValueError(f"billing period must be YYYY-MM (got {period!r})")
+    return period
+
+
+class ChargeStore(Store):
+    """The renewal charges aggregate (with their payments)."""
+
+    def upsert_charge(
+        self, subscription_id: str, period: str, amount: Decimal, due_at: datetime
+    ) -> ChargeRecord:
+        """Create the period's charge; an open one takes the new amount/due date, a paid one
+        never changes. An amount the NUMERIC(12, 2) column cannot hold is refused here, the
+        same on SQLite (which would store it) as on PostgreSQL (which would fail)."""
+        _check_period(period)
+        if not (Decimal(amount).is_finite() and 0 <= Decimal(amount) <= MAX_CHARGE_AMOUNT):
+            raise ValueError(f"amount: must be within 0..{MAX_CHARGE_AMOUNT} MXN (got {amount})")
+        now = utcnow()
+        insert = self._insert(RenewalCharge).values(
+            subscription_id=subscription_id,
+            period=period,
+            amount=Decimal(amount),
+            currency="MXN",
+            status=PaymentStatus.PENDING.value,
+            due_at=as_utc(due_at),
+            created_at=now,
+            updated_at=now,
+        )
+        stmt = insert.on_conflict_do_update(
+            index_elements=["subscription_id", "period"],
+            set_={
+                "amount": insert.excluded.amount,
+                "due_at": insert.excluded.due_at,
+                "updated_at": insert.excluded.updated_at,
+            },
+            where=(
+                RenewalCharge.status.not_in([s.value for s in SETTLED])
+                & (
+                    RenewalCharge.amount.is_distinct_from(insert.excluded.amount)
+                    | RenewalCharge.due_at.is_distinct_from(insert.excluded.due_at)
+                )
+            ),
+        )
+        with self._tx(write=True) as session:
+            if session.get(Subscription, subscription_id) is None:
+                raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
+            session.execute(stmt)
+            return ChargeRecord.model_validate(self._charge(session, subscription_id, period))
+
+    @staticmethod
+    def _charge(session: Session, subscription_id: str, period: str) -> RenewalCharge | None:
+        return session.scalars(
+            select(RenewalCharge)
+            .where(RenewalCharge.subscription_id == subscription_id, RenewalCharge.period == period)
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+
+    def _require_charge(self, session: Session, subscription_id: str, period: str) -> RenewalCharge:
+        charge = self._charge(session, subscription_id, period)
+        if charge is not None:
+            return charge
+        if session.get(Subscription, subscription_id) is None:
+            raise UnknownSubscription(
+                f"subscription {subscription_id} is not recorded (period {period})"
+            )
+        raise UnknownCharge(f"subscription {subscription_id} has no renewal charge for {period}")
+
+    def get_charge(self, subscription_id: str, period: str) -> ChargeRecord | None:
+        with self._tx() as session:
+            charge = self._charge(session, subscription_id, period)
+            return ChargeRecord.model_validate(charge) if charge else None
+
+    def list_open_charges(
+        self, period: str, after_id: int = 0, limit: int = 500
+    ) -> list[ChargeRecord]:
+        """Unsettled charges of a period, keyset-paginated by id (pass the last id seen)."""
+        with self._tx() as session:
+            rows = session.scalars(
+                select(RenewalCharge)
+                .where(
+                    RenewalCharge.period == _check_period(period),
+                    RenewalCharge.status.not_in([s.value for s in SETTLED]),
+                    RenewalCharge.id > after_id,
+                )
+                .order_by(RenewalCharge.id)
+                .limit(limit)
+            )
+            return [ChargeRecord.model_validate(row) for row in rows]
+
+    def charge_context(self, subscription_id: str) -> ChargeContext:
+        """Who and what a renewal charge is about: the subscription, its tenant and reseller."""
+        with self._tx() as session:
+            row = session.execute(
+                select(Subscription, Tenant, Order)
+                .join(Tenant, Tenant.domain == Subscription.tenant_domain)
+                .outerjoin(Order, Order.order_id == Subscription.order_id)
+                .where(Subscription.subscription_id == subscription_id)
+            ).first()
+            if row is None:
+                raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
+            sub, tenant, order = row
+            return ChargeContext(
+                subscription_id=sub.subscription_id,
+                product_name=sub.product_name,
+                quantity=sub.quantity,
+                domain=tenant.domain,
+                tenant_id=tenant.tenant_id,
+                company_name=tenant.company_name,
+                reseller_id=tenant.reseller_id,
+                reseller_name=(order.reseller_name if order else None) or tenant.reseller_id,
+                reseller_email=order.reseller_email if order else None,
+                order_id=sub.order_id,
+            )
+
+    def list_charges(
+        self, period: str | None = None, status: PaymentStatus | str | None = None
+    ) -> list[ChargeRecord]:
+        stmt = select(RenewalCharge).order_by(RenewalCharge.period, RenewalCharge.id)
+        if period is not None:
+            stmt = stmt.where(RenewalCharge.period == period)
+        if status is not None:
+            stmt = stmt.where(RenewalCharge.status == PaymentStatus(status).value)
+        with self._tx() as session:
+            return [ChargeRecord.model_validate(row) for row in session.scalars(stmt)]
+
+    def set_charge_status(
+        self,
+        subscription_id: str,
+        period: str,
+        status: PaymentStatus | str,
+        escalation_level: int | None = None,
+    ) -> ChargeRecord:
+        """Move a charge's status (and escalation level, when given). A settled (paid) charge
+        is never moved back to an open status: a late reminder step cannot undo a payment; the
+        current record is returned."""
+        new = PaymentStatus(status)
+        values: dict[str, Any] = {"status": new.value, "updated_at": utcnow()}
+        if escalation_level is not None:
+            values["escalation_level"] = escalation_level
+        condition = [
+            RenewalCharge.subscription_id == subscription_id,
+            RenewalCharge.period == period,
+        ]
+        if new not in SETTLED:
+            condition.append(RenewalCharge.status.not_in([s.value for s in SETTLED]))
+        with self._tx(write=True) as session:
+            session.execute(
+                update(RenewalCharge).where(*condition).values(**values),
+                execution_options={"synchronize_session": False},
+            )
+            return ChargeRecord.model_validate(
+                self._require_charge(session, subscription_id, period)
+            )
+
+    def record_payment(
+        self,
+        subscription_id: str,
+        period: str,
+        reference: str,
+        amount: Decimal | None = None,
+        paid_at: datetime | None = None,
+    ) -> tuple[ChargeRecord, bool]:
+        """Record one payment towards the charge. Returns (charge, newly_recorded).
+
+        `amount` defaults to what is still due. The same reference again changes nothing (even
+        with another amount: a reference names one payment). The charge is settled (PAID, with
+        the reference and paid_at of the payment that completed it, in payment-time order) once
+        its payments add up to its amount; until then `paid_amount` shows the total so far. A
+        new payment for a settled charge raises ChargeAlreadyPaid."""
+        if amount is not None:
+            amount = Decimal(amount)
+            if not (amount.is_finite() and Decimal(0) < amount <= MAX_CHARGE_AMOUNT):
+                raise ValueError(
+                    f"amount: must be more than 0 and at most {MAX_CHARGE_AMOUNT} MXN "
+                    f"(got {amount})"
+                )
+        when = as_utc(paid_at) if paid_at else utcnow()
+        with self._tx(write=True) as session:
+            charge = self._require_charge(session, subscription_id, period)
+            # Serialize payments of one charge (PostgreSQL; SQLite's writer lock already does).
+            session.execute(
+                select(RenewalCharge.id).where(RenewalCharge.id == charge.id).with_for_update()
+            )
+            known = session.scalars(
+                select(RenewalPayment.id).where(
+                    RenewalPayment.charge_id == charge.id, RenewalPayment.reference == reference
+                )
+            ).first()
+            if known is not None:
+                return ChargeRecord.model_validate(charge), False
+            if charge.paid_at is not None:
+                raise ChargeAlreadyPaid(
+                    f"the renewal charge of subscription {subscription_id} for {period} is "
+                    f"already paid (reference {charge.payment_reference}); payment {reference} "
+                    "was not applied"
+                )
+            due = charge.amount - (charge.paid_amount or Decimal(0))
+            inserted = session.execute(
+                self._insert(RenewalPayment)
+                .values(
+                    charge_id=charge.id,
+                    reference=reference,
+                    amount=amount if amount is not None else due,
+                    paid_at=when,
+                    recorded_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["charge_id", "reference"])
+                .returning(RenewalPayment.id)
+            ).first()
+            if inserted is None:  # the same payment, recorded concurrently
+                return ChargeRecord.model_validate(charge), False
+            payments = session.scalars(
+                select(RenewalPayment)
+                .where(RenewalPayment.charge_id == charge.id)
+                .order_by(RenewalPayment.paid_at, RenewalPayment.id)
+            ).all()
+            values: dict[str, Any] = {
+                "paid_amount": sum((p.amount for p in payments), Decimal(0)),
+                "updated_at": utcnow(),
+            }
+            running = Decimal(0)
+            for payment in payments:
+                running += payment.amount
+                if running >= charge.amount:
+                    values.update(
+                        status=PaymentStatus.PAID.value,
+                        paid_at=payment.paid_at,
+                        payment_reference=payment.reference,
+                    )
+                    break
+            session.execute(
+                update(RenewalCharge).where(RenewalCharge.id == charge.id).values(**values),
+                execution_options={"synchronize_session": False},
+            )
+            charge = self._require_charge(session, subscription_id, period)
+            return ChargeRecord.model_validate(charge), True
+
+    def list_payments(self, subscription_id: str, period: str) -> list[PaymentRecord]:
+        """The payments recorded towards a charge, in payment-time order."""
+        with self._tx() as session:
+            charge = self._require_charge(session, subscription_id, period)
+            rows = session.scalars(
+                select(RenewalPayment)
+                .where(RenewalPayment.charge_id == charge.id)
+                .order_by(RenewalPayment.paid_at, RenewalPayment.id)
+            )
+            return [PaymentRecord.model_validate(row) for row in rows]

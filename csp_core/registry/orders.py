@@ -1,0 +1,103 @@
+"""Orders as recorded: their fingerprint, reseller, domain and stage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+
+from csp_core.orders.models import TenantMode
+from csp_core.registry.errors import OrderConflict, UnknownOrder
+from csp_core.registry.store import Record, Store
+from csp_core.registry.tables import Order, utcnow
+from csp_core.stages import OrderStage
+
+
+class OrderRecord(Record):
+    order_id: str
+    fingerprint: str
+    reseller_id: str
+    reseller_name: str | None = None
+    reseller_email: str | None = None
+    domain: str
+    tenant_mode: TenantMode
+    stage: OrderStage
+    stage_detail: str | None
+    provider_order_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderStore(Store):
+    """The orders aggregate."""
+
+    def record_order(
+        self,
+        order_id: str,
+        fingerprint: str,
+        reseller_id: str,
+        domain: str,
+        tenant_mode: TenantMode | str,
+        reseller_name: str | None = None,
+        reseller_email: str | None = None,
+    ) -> OrderRecord:
+        """Insert the order, or return it if already there with the same fingerprint."""
+        now = utcnow()
+        stmt = (
+            self._insert(Order)
+            .values(
+                order_id=order_id,
+                fingerprint=fingerprint,
+                reseller_id=reseller_id,
+                reseller_name=reseller_name,
+                reseller_email=reseller_email,
+                domain=domain.strip().lower(),
+                tenant_mode=TenantMode(tenant_mode).value,
+                stage=OrderStage.RECEIVED.value,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["order_id"])
+        )
+        with self._tx(write=True) as session:
+            session.execute(stmt)
+            order = session.get_one(Order, order_id)
+            if order.fingerprint != fingerprint:
+                raise OrderConflict(
+                    f"order {order_id} is already recorded with different content; "
+                    "an order id cannot be reused for another order"
+                )
+            return OrderRecord.model_validate(order)
+
+    def get_order(self, order_id: str) -> OrderRecord | None:
+        with self._tx() as session:
+            order = session.get(Order, order_id)
+            return OrderRecord.model_validate(order) if order else None
+
+    def set_order_stage(
+        self,
+        order_id: str,
+        stage: OrderStage | str,
+        detail: str | None = None,
+        provider_order_id: str | None = None,
+    ) -> OrderRecord:
+        """Set the stage and its detail (None clears it); provider_order_id is only ever set."""
+        values: dict[str, Any] = {
+            "stage": OrderStage(stage).value,
+            "stage_detail": detail,
+            "updated_at": utcnow(),
+        }
+        if provider_order_id is not None:
+            values["provider_order_id"] = provider_order_id
+        with self._tx(write=True) as session:
+            result = session.execute(
+                update(Order)
+                .where(Order.order_id == order_id)
+                .values(**values)
+                .returning(Order.order_id),
+                execution_options={"synchronize_session": False},
+            )
+            if result.first() is None:
+                raise UnknownOrder(f"order {order_id} is not recorded")
+            return OrderRecord.model_validate(session.get_one(Order, order_id))

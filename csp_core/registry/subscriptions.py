@@ -1,0 +1,207 @@
+"""Subscriptions (licenses): bound to their tenant forever."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field
+from sqlalchemy import select, update
+
+from csp_core.orders.models import BillingCycle, Term
+from csp_core.registry.errors import (
+    LicenseTransferRefused,
+    UnknownOrder,
+    UnknownSubscription,
+    UnknownTenant,
+)
+from csp_core.registry.store import Record, Store
+from csp_core.registry.tables import Order, Subscription, Tenant, as_utc, utcnow
+from csp_core.registry.tenants import normalize_domain
+
+
+class SubscriptionStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CANCELLED = "cancelled"
+
+
+class NewSubscription(Record):
+    """A license line to record, as the provider returned it."""
+
+    subscription_id: Annotated[str, Field(min_length=1, max_length=128)]
+    sku: str
+    product_name: str
+    quantity: Annotated[int, Field(gt=0)]
+    term: Term
+    billing_cycle: BillingCycle
+    unit_price: Decimal
+    currency: str = "MXN"
+    status: SubscriptionStatus = SubscriptionStatus.PENDING
+    activated_at: datetime | None = None
+
+
+class SubscriptionRecord(Record):
+    subscription_id: str
+    tenant_domain: str
+    order_id: str | None
+    sku: str
+    product_name: str
+    quantity: int
+    term: Term
+    billing_cycle: BillingCycle
+    unit_price: Decimal
+    currency: str
+    status: SubscriptionStatus
+    activated_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class LicenseRow(Record):
+    """A license as ops see it: the subscription with its tenant."""
+
+    domain: str
+    tenant_id: str
+    reseller_id: str
+    subscription_id: str
+    sku: str
+    product_name: str
+    quantity: int
+    term: Term
+    billing_cycle: BillingCycle
+    status: SubscriptionStatus
+    order_id: str | None
+    activated_at: datetime | None
+
+
+class SubscriptionStore(Store):
+    """The subscriptions aggregate."""
+
+    def record_subscriptions(
+        self, order_id: str | None, tenant_domain: str, lines: Iterable[NewSubscription]
+    ) -> list[SubscriptionRecord]:
+        """Record license lines in a tenant (all or none). Known ids are kept as first recorded."""
+        tenant_domain = normalize_domain(tenant_domain)
+        lines = list(lines)
+        now = utcnow()
+        with self._tx(write=True) as session:
+            if session.get(Tenant, tenant_domain) is None:
+                raise UnknownTenant(f"tenant {tenant_domain} is not recorded")
+            if order_id is not None and session.get(Order, order_id) is None:
+                raise UnknownOrder(f"order {order_id} is not recorded")
+            records: list[SubscriptionRecord] = []
+            for line in lines:
+                activated_at = as_utc(line.activated_at) if line.activated_at else None
+                session.execute(
+                    self._insert(Subscription)
+                    .values(
+                        subscription_id=line.subscription_id,
+                        tenant_domain=tenant_domain,
+                        order_id=order_id,
+                        sku=line.sku,
+                        product_name=line.product_name,
+                        quantity=line.quantity,
+                        term=line.term.value,
+                        billing_cycle=line.billing_cycle.value,
+                        unit_price=line.unit_price,
+                        currency=line.currency,
+                        status=line.status.value,
+                        activated_at=activated_at,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["subscription_id"])
+                )
+                sub = session.get_one(Subscription, line.subscription_id)
+                if sub.tenant_domain != tenant_domain:
+                    raise LicenseTransferRefused(
+                        line.subscription_id, sub.tenant_domain, tenant_domain
+                    )
+                records.append(SubscriptionRecord.model_validate(sub))
+            return records
+
+    def set_subscription_status(
+        self,
+        subscription_id: str,
+        status: SubscriptionStatus | str,
+        activated_at: datetime | None = None,
+    ) -> SubscriptionRecord:
+        """Set the status; activated_at is set when given and otherwise kept."""
+        values: dict[str, Any] = {
+            "status": SubscriptionStatus(status).value,
+            "updated_at": utcnow(),
+        }
+        if activated_at is not None:
+            values["activated_at"] = as_utc(activated_at)
+        with self._tx(write=True) as session:
+            result = session.execute(
+                update(Subscription)
+                .where(Subscription.subscription_id == subscription_id)
+                .values(**values)
+                .returning(Subscription.subscription_id),
+                execution_options={"synchronize_session": False},
+            )
+            if result.first() is None:
+                raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
+            return SubscriptionRecord.model_validate(session.get_one(Subscription, subscription_id))
+
+    def move_subscription(self, subscription_id: str, new_domain: str) -> None:
+        """Always refused: a license is bound to its tenant forever (the database agrees)."""
+        current = self.get_subscription(subscription_id)
+        raise LicenseTransferRefused(
+            subscription_id,
+            current.tenant_domain if current else None,
+            new_domain.strip().lower(),
+        )
+
+    def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        with self._tx() as session:
+            sub = session.get(Subscription, subscription_id)
+            return SubscriptionRecord.model_validate(sub) if sub else None
+
+    def list_subscriptions(
+        self, status_in: Iterable[str], after: str = "", limit: int = 500
+    ) -> list[SubscriptionRecord]:
+        """Subscriptions with one of the statuses, keyset-paginated by subscription_id."""
+        statuses = [SubscriptionStatus(s).value for s in status_in]
+        with self._tx() as session:
+            rows = session.scalars(
+                select(Subscription)
+                .where(Subscription.status.in_(statuses), Subscription.subscription_id > after)
+                .order_by(Subscription.subscription_id)
+                .limit(limit)
+            )
+            return [SubscriptionRecord.model_validate(row) for row in rows]
+
+    def list_licenses(self, domain: str | None = None) -> list[LicenseRow]:
+        stmt = select(Subscription, Tenant).join(
+            Tenant, Tenant.domain == Subscription.tenant_domain
+        )
+        if domain is not None:
+            stmt = stmt.where(Subscription.tenant_domain == domain.strip().lower())
+        stmt = stmt.order_by(
+            Subscription.tenant_domain, Subscription.sku, Subscription.subscription_id
+        )
+        with self._tx() as session:
+            return [
+                LicenseRow(
+                    domain=tenant.domain,
+                    tenant_id=tenant.tenant_id,
+                    reseller_id=tenant.reseller_id,
+                    subscription_id=sub.subscription_id,
+                    sku=sub.sku,
+                    product_name=sub.product_name,
+                    quantity=sub.quantity,
+                    term=Term(sub.term),
+                    billing_cycle=BillingCycle(sub.billing_cycle),
+                    status=SubscriptionStatus(sub.status),
+                    order_id=sub.order_id,
+                    activated_at=sub.activated_at,
+                )
+                for sub, tenant in session.execute(stmt)
+            ]
