@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import orders as order_api
 from api import renewals as renewal_api
+from csp_core.calendar import format_local
 from csp_core.orders.models import OrderValidationError, TenantMode, parse_order
 from csp_core.registry import (
     ChargeAlreadyPaid,
@@ -460,15 +461,11 @@ def renewals_status(
         f"level due before ({tz.key})"
     )
     for c in charges:
-        paid = (
-            f"  paid {c.paid_at.astimezone(tz):%Y-%m-%d %H:%M} {c.payment_reference}"
-            if c.paid_at
-            else ""
-        )
+        paid = f"  paid {format_local(c.paid_at, tz)} {c.payment_reference}" if c.paid_at else ""
         typer.echo(
             f"{c.period:<8} {c.subscription_id:<38} {c.amount:>12} {c.amount_due:>12} "
             f"{c.status.value:<12} {c.escalation_level:>5} "
-            f"{c.due_at.astimezone(tz):%Y-%m-%d %H:%M}{paid}"
+            f"{format_local(c.due_at, tz)}{paid}"
         )
 
 

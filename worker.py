@@ -27,6 +27,7 @@ from csp_core.registry import Registry
 from csp_core.renewals.values import renewal_cycle_queue
 from csp_core.secrets import SecretVault
 from csp_core.settings import Settings, get_settings
+from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE
 from temporalutil.client import connect
 from temporalutil.logging import configure_logging
 from temporalutil.sandbox import workflow_runner
@@ -133,7 +134,7 @@ def wire_activities(
     client: Client,
     task_queue: str,
     ops_email: str,
-    business_timezone: str = "America/Mexico_City",
+    business_timezone: str = DEFAULT_BUSINESS_TIMEZONE,
 ) -> list[object]:
     """Every activity class, holding its injected clients (tests and benchmarks pass theirs)."""
     return [

@@ -44,7 +44,7 @@ from csp_core.registry import (
 )
 from csp_core.secrets import SecretVault
 from csp_core.stages import OrderStage
-from csp_core.timezones import zone
+from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE, zone
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -57,7 +57,7 @@ class OrderActivities:
     vault: SecretVault
     mailer: Mailer
     ops_email: str
-    business_timezone: str = "America/Mexico_City"
+    business_timezone: str = DEFAULT_BUSINESS_TIMEZONE
 
     # ------------------------------------------------------------------ bookkeeping
     @activity.defn

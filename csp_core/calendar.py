@@ -11,7 +11,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-BUSINESS_TZ = ZoneInfo("America/Mexico_City")
+from csp_core.timezones import BUSINESS_TZ
 
 MONTHS_ES = (
     "enero",
@@ -41,7 +41,9 @@ _ZONE_LABELS = {
     "Etc/UTC": "UTC",
 }
 
-_PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# A billing period is a calendar month in the business time zone, written YYYY-MM, in ASCII
+# digits only.
+PERIOD_RE = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
 _CENTS = Decimal("0.01")
 
 
@@ -67,16 +69,28 @@ def format_datetime_es(dt: datetime, tz: ZoneInfo = BUSINESS_TZ) -> str:
 
 def parse_period(period: str) -> tuple[int, int]:
     """'2026-12' -> (2026, 12); anything else is a ValueError naming the expected shape."""
-    match = _PERIOD_RE.match(period)
+    match = PERIOD_RE.match(period)
     if not match:
-        raise ValueError(f"billing period must look like YYYY-MM, got {period!r}")
+        raise ValueError(f"billing period must be YYYY-MM (got {period!r})")
     return int(match.group(1)), int(match.group(2))
+
+
+def format_period(year: int, month: int) -> str:
+    """(2026, 12) -> '2026-12'."""
+    return f"{year:04d}-{month:02d}"
 
 
 def format_period_es(period: str) -> str:
     """'2026-12' -> 'diciembre de 2026'."""
     year, month = parse_period(period)
     return f"{MONTHS_ES[month - 1]} de {year}"
+
+
+def format_local(instant: datetime, tz: ZoneInfo = BUSINESS_TZ, label: str | None = None) -> str:
+    """'2026-12-25 09:00' in `tz`, then ' (label)' when given: instants in English text for ops
+    (stage details, timer summaries, the CLI)."""
+    text = f"{instant.astimezone(tz):%Y-%m-%d %H:%M}"
+    return f"{text} ({label})" if label else text
 
 
 def format_mxn(amount: Decimal) -> str:

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from csp_core.renewals.billing import CutoffPolicy
+from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE
 
 DATA_DIR = Path(".data")
 TASK_QUEUE = "csp-orchestrator"
@@ -78,7 +79,7 @@ class Settings(BaseSettings):
     # Business rules
     # Countries (ISO 3166-1 alpha-2) a customer's address may be in; comma-separated.
     order_countries: Annotated[list[str], NoDecode] = ["MX"]
-    business_timezone: str = "America/Mexico_City"
+    business_timezone: str = DEFAULT_BUSINESS_TIMEZONE
     payment_cutoff_day: Annotated[int, Field(ge=2, le=28)] = 26
     acceptance_reminder_days: Annotated[list[int], NoDecode] = [2, 5, 10]
     acceptance_expiry_days: Annotated[int, Field(ge=1, le=365)] = 30

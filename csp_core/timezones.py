@@ -17,4 +17,4 @@ def zone(name: str = DEFAULT_BUSINESS_TIMEZONE) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-MEXICO_CITY = zone(DEFAULT_BUSINESS_TIMEZONE)
+BUSINESS_TZ = zone(DEFAULT_BUSINESS_TIMEZONE)

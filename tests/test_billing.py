@@ -20,13 +20,13 @@ from csp_core.renewals.billing import (
     previous_period,
     remaining_ladder,
 )
-from csp_core.timezones import MEXICO_CITY
+from csp_core.timezones import BUSINESS_TZ
 
 POLICY = RenewalPolicy()
 
 
 def mx(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
-    return datetime(year, month, day, hour, minute, tzinfo=MEXICO_CITY)
+    return datetime(year, month, day, hour, minute, tzinfo=BUSINESS_TZ)
 
 
 def test_cutoff_is_day_26_midnight_mexico_city_which_is_06_utc() -> None:
@@ -35,7 +35,7 @@ def test_cutoff_is_day_26_midnight_mexico_city_which_is_06_utc() -> None:
 
 
 def test_ladder_runs_at_nine_local_on_the_configured_days() -> None:
-    steps = [(s.kind, s.at.astimezone(MEXICO_CITY), s.level) for s in ladder("2027-02", POLICY)]
+    steps = [(s.kind, s.at.astimezone(BUSINESS_TZ), s.level) for s in ladder("2027-02", POLICY)]
     assert steps == [
         (StepKind.NOTICE, mx(2027, 2, 1), 0),
         (StepKind.REMINDER, mx(2027, 2, 15, 9), 1),

@@ -28,7 +28,7 @@ from csp_core.renewals.values import (
     renewal_workflow_id,
 )
 from csp_core.stages import OrderStage, PaymentStatus
-from csp_core.timezones import MEXICO_CITY
+from csp_core.timezones import BUSINESS_TZ
 from sandbox import serve_in_background
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
@@ -236,7 +236,7 @@ async def test_monthly_schedule_backfill_and_payment_on_the_dev_server(dev_stack
     assert (calendar.day_of_month[0].start, calendar.hour[0].start) == (1, 8)
     assert schedule.schedule.policy.overlap is ScheduleOverlapPolicy.SKIP
     assert schedule.schedule.policy.catchup_window == timedelta(days=7)
-    next_run = schedule.info.next_action_times[0].astimezone(MEXICO_CITY)
+    next_run = schedule.info.next_action_times[0].astimezone(BUSINESS_TZ)
     assert (next_run.day, next_run.hour, next_run.minute) == (1, 8, 0)
 
     missed = previous_period(period_of(now))

@@ -27,7 +27,7 @@ from csp_core.renewals.billing import (
 )
 from csp_core.renewals.values import CycleResult, RenewalStatus, renewal_workflow_id
 from csp_core.stages import OrderStage, PaymentStatus
-from csp_core.timezones import MEXICO_CITY
+from csp_core.timezones import BUSINESS_TZ
 from temporalutil import search_attributes as sa
 from tests.support.stack import Stack, example
 from workflows.renewal import RenewalPaymentWorkflow
@@ -60,7 +60,7 @@ async def advance_to(stack: Stack, local: datetime) -> None:
 
 def local(period: str, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     year, month = (int(p) for p in period.split("-"))
-    return datetime(year, month, day, hour, minute, second, tzinfo=MEXICO_CITY)
+    return datetime(year, month, day, hour, minute, second, tzinfo=BUSINESS_TZ)
 
 
 async def open_period(stack: Stack, day: int = 1, hour: int = 8, month: int | None = None):
@@ -122,7 +122,7 @@ def _local(timestamp) -> datetime:  # protobuf Timestamp → local datetime
     from datetime import UTC
 
     # To the minute: a step fires on its timer, plus the milliseconds the worker takes.
-    at = timestamp.ToDatetime().replace(tzinfo=UTC).astimezone(MEXICO_CITY)
+    at = timestamp.ToDatetime().replace(tzinfo=UTC).astimezone(BUSINESS_TZ)
     return at.replace(second=0, microsecond=0)
 
 
@@ -336,8 +336,8 @@ async def test_payment_for_unknown_subscription_or_period_is_refused(stack: Stac
 
 
 async def test_period_start_is_local_midnight() -> None:
-    assert period_start("2027-02") == datetime(2027, 2, 1, tzinfo=MEXICO_CITY)
-    assert time(0, 0) == period_start("2027-02").astimezone(MEXICO_CITY).time()
+    assert period_start("2027-02") == datetime(2027, 2, 1, tzinfo=BUSINESS_TZ)
+    assert time(0, 0) == period_start("2027-02").astimezone(BUSINESS_TZ).time()
 
 
 async def test_cycle_pages_and_continues_as_new_without_losing_count(stack: Stack) -> None:

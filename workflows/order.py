@@ -20,6 +20,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.order import OrderActivities
+    from csp_core.calendar import format_local
     from csp_core.orders.failures import FailureCode, OrderFailure
     from csp_core.orders.models import Order, TenantMode
     from csp_core.orders.provisioning import (
@@ -31,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         TenantRef,
     )
     from csp_core.stages import OpsAttention, OrderStage
-    from csp_core.timezones import MEXICO_CITY
+    from csp_core.timezones import BUSINESS_TZ
     from temporalutil import search_attributes as sa
     from workflows.common import BackgroundNotices, OpsAlerts
 
@@ -90,7 +91,7 @@ TENANT_OWNERSHIP = "tenant-ownership"
 
 
 def _local(dt: datetime) -> str:
-    return dt.astimezone(MEXICO_CITY).strftime("%Y-%m-%d %H:%M") + " (Mexico City)"
+    return format_local(dt, BUSINESS_TZ, "Mexico City")
 
 
 @workflow.defn

@@ -28,6 +28,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.renewal import RenewalActivities
+    from csp_core.calendar import format_local
     from csp_core.renewals.billing import (
         REACTIVATION_ESCALATE_AFTER,
         REACTIVATION_GIVE_UP_AFTER,
@@ -565,4 +566,4 @@ def _cause(err: ActivityError) -> str:
 
 
 def _local(instant: datetime, timezone: str) -> str:
-    return instant.astimezone(zone(timezone)).strftime("%Y-%m-%d %H:%M") + " (local)"
+    return format_local(instant, zone(timezone), "local")

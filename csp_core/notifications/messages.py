@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from csp_core.calendar import (
-    BUSINESS_TZ,
     MONTHS_ES,
     format_date_es,
     format_datetime_es,
@@ -28,10 +27,9 @@ from csp_core.calendar import (
     parse_period,
 )
 from csp_core.orders.failures import FailureCode, OrderFailure
+from csp_core.subscriptions.windows import change_window_end
+from csp_core.timezones import BUSINESS_TZ
 
-# Microsoft New Commerce: seat reductions and cancellations with prorated refund only inside
-# this window after purchase or renewal.
-NCE_WINDOW = timedelta(hours=168)
 ADMIN_CENTER_URL = "https://admin.microsoft.com"
 SIGNATURE = "Atentamente,\nEquipo de Licenciamiento Microsoft"
 
@@ -391,7 +389,7 @@ def order_active(
         )
     rules = _nce_rules(domain)
     if purchased_at is not None:
-        window_end = format_datetime_es(_aware(purchased_at) + NCE_WINDOW, tz)
+        window_end = format_datetime_es(change_window_end(_aware(purchased_at)), tz)
         rules += f"\nPara este pedido, ese plazo de 7 días termina el {window_end}."
     parts += [rules, _order_summary(order_id, company_name, domain)]
     return Email(

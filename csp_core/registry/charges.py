@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from csp_core.calendar import parse_period
 from csp_core.registry.errors import ChargeAlreadyPaid, UnknownCharge, UnknownSubscription
 from csp_core.registry.store import Record, Store
 from csp_core.registry.tables import (
@@ -24,7 +24,6 @@ from csp_core.registry.tables import (
 from csp_core.renewals.billing import MAX_CHARGE_AMOUNT
 from csp_core.stages import PaymentStatus
 
-PERIOD_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 SETTLED = frozenset({PaymentStatus.PAID, PaymentStatus.REACTIVATED})
 
 
@@ -80,8 +79,7 @@ class ChargeContext(Record):
 
 
 def _check_period(period: str) -> str:
-    if not PERIOD_RE.match(period):
-        raise ValueError(f"billing period must be YYYY-MM (got {period!r})")
+    parse_period(period)
     return period
 
 

@@ -8,11 +8,10 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from csp_core.orders.models import ONMICROSOFT_SUFFIX
 from csp_core.registry.errors import TenantConflict, UnknownTenant
 from csp_core.registry.store import Record, Store
 from csp_core.registry.tables import Tenant, TenantReseller, utcnow
-
-ONMICROSOFT_SUFFIX = ".onmicrosoft.com"
 
 
 class TenantOrigin(StrEnum):

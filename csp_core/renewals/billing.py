@@ -6,7 +6,6 @@ Pure functions of their inputs, so workflows use them deterministically and test
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -14,9 +13,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from csp_core.timezones import zone
-
-PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+from csp_core.calendar import format_period, parse_period
+from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE, zone
 
 
 class CutoffPolicy(StrEnum):
@@ -46,7 +44,7 @@ class RenewalPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    timezone: str = "America/Mexico_City"
+    timezone: str = DEFAULT_BUSINESS_TIMEZONE
     cutoff_day: Annotated[int, Field(ge=2, le=28)] = 26
     reminder_days: list[int] = [15, 20]
     escalation_day: Annotated[int, Field(ge=1, le=28)] = 23
@@ -69,27 +67,20 @@ class RenewalPolicy(BaseModel):
         return self
 
 
-def parse_period(period: str) -> tuple[int, int]:
-    match = PERIOD_RE.match(period)
-    if not match:
-        raise ValueError(f"billing period must be YYYY-MM (got {period!r})")
-    return int(match.group(1)), int(match.group(2))
-
-
-def period_of(instant: datetime, timezone: str = "America/Mexico_City") -> str:
+def period_of(instant: datetime, timezone: str = DEFAULT_BUSINESS_TIMEZONE) -> str:
     """The billing period (YYYY-MM) an instant falls in, in the business time zone."""
     local = instant.astimezone(zone(timezone))
-    return f"{local.year:04d}-{local.month:02d}"
+    return format_period(local.year, local.month)
 
 
 def next_period(period: str) -> str:
     year, month = parse_period(period)
-    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+    return format_period(year + month // 12, month % 12 + 1)
 
 
 def previous_period(period: str) -> str:
     year, month = parse_period(period)
-    return f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}"
+    return format_period(year - (month == 1), (month - 2) % 12 + 1)
 
 
 def local_instant(period: str, day: int, at: time, timezone: str) -> datetime:
@@ -98,7 +89,7 @@ def local_instant(period: str, day: int, at: time, timezone: str) -> datetime:
     return local.astimezone(UTC)
 
 
-def period_start(period: str, timezone: str = "America/Mexico_City") -> datetime:
+def period_start(period: str, timezone: str = DEFAULT_BUSINESS_TIMEZONE) -> datetime:
     return local_instant(period, 1, time(0, 0), timezone)
 
 

@@ -23,7 +23,7 @@ from temporalio.client import WorkflowHandle
 
 from api import renewals as renewal_api
 from csp_core.renewals.billing import CutoffPolicy, next_period, period_of
-from csp_core.timezones import MEXICO_CITY
+from csp_core.timezones import BUSINESS_TZ
 from tests.support.stack import Stack, example
 from workflows.order import LicenseOrderWorkflow
 
@@ -45,7 +45,7 @@ async def save(handle: WorkflowHandle, folder: Path, name: str) -> None:
 
 def local(period: str, day: int, hour: int = 0) -> datetime:
     year, month = (int(p) for p in period.split("-"))
-    return datetime(year, month, day, hour, tzinfo=MEXICO_CITY)
+    return datetime(year, month, day, hour, tzinfo=BUSINESS_TZ)
 
 
 async def advance_to(stack: Stack, at: datetime) -> None:
