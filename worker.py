@@ -32,7 +32,8 @@ from temporalutil.client import connect
 from temporalutil.logging import configure_logging
 from temporalutil.sandbox import workflow_runner
 from workflows.order import LicenseOrderWorkflow
-from workflows.renewal import RenewalCycleWorkflow, RenewalPaymentWorkflow
+from workflows.renewal import RenewalPaymentWorkflow
+from workflows.renewal_cycle import RenewalCycleWorkflow
 
 log = structlog.get_logger("worker")
 

@@ -34,7 +34,8 @@ from csp_core.renewals.values import (
     renewal_workflow_id,
 )
 from csp_core.settings import Settings
-from workflows.renewal import RenewalCycleWorkflow, RenewalPaymentWorkflow
+from workflows.renewal import RenewalPaymentWorkflow
+from workflows.renewal_cycle import RenewalCycleWorkflow
 
 SCHEDULE_ID = "renewal-monthly"
 CYCLE_HOUR = 8  # local time on day 1: the period opens with the morning's notices

@@ -345,7 +345,7 @@ async def test_cycle_pages_and_continues_as_new_without_losing_count(stack: Stac
     starts every renewal once, and its final result still reports what the first run recorded."""
     from csp_core.registry import NewSubscription
     from csp_core.renewals.values import CycleRequest
-    from workflows.renewal import RenewalCycleWorkflow
+    from workflows.renewal_cycle import RenewalCycleWorkflow
 
     domain = "paginado.onmicrosoft.com"
     stack.registry.record_order("PAGES-1", "f" * 64, "RSL-042", domain, "create", "Integradora",
@@ -626,7 +626,7 @@ async def test_bad_charges_are_reported_and_the_others_start(stack: Stack) -> No
     tenant row: both are named in the cycle's result and flagged; the good ones start."""
     from csp_core.registry import NewSubscription
     from csp_core.renewals.values import CycleRequest
-    from workflows.renewal import RenewalCycleWorkflow
+    from workflows.renewal_cycle import RenewalCycleWorkflow
 
     def line(sub: str, quantity: int) -> NewSubscription:
         return NewSubscription(

@@ -1,10 +1,7 @@
 """Monthly renewals: every pending renewal payment is chased up a ladder before the cutoff.
 
-RenewalCycleWorkflow (started on day 1 by a Schedule, or by hand for a period) records the
-period's charges and starts one RenewalPaymentWorkflow per open charge, page by page, with
-continue-as-new keeping its history bounded.
-
-RenewalPaymentWorkflow waits for the payment against the ladder (notice, reminders, escalation
+RenewalPaymentWorkflow (one per open charge, started by RenewalCycleWorkflow in
+workflows/renewal_cycle.py) waits for the payment against the ladder (notice, reminders, escalation
 to ops, final notice) in business local time; at the cutoff (day 26 00:00, Mexico City) an
 unpaid charge is AT_RISK and the policy applies: notify ops, or suspend the subscription (a
 later payment reactivates it).
@@ -23,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -39,17 +36,10 @@ with workflow.unsafe.imports_passed_through():
         StepKind,
         cutoff_at,
         late_payment_deadline,
-        period_of,
         remaining_ladder,
     )
     from csp_core.renewals.values import (
-        MAX_REPORTED_FAILURES,
-        ChargeFailure,
-        CyclePage,
-        CycleRequest,
-        CycleResult,
         NoticeKind,
-        PreparedCharges,
         RenewalNotice,
         RenewalRequest,
         RenewalStatus,
@@ -59,7 +49,6 @@ with workflow.unsafe.imports_passed_through():
     from temporalutil import search_attributes as sa
     from workflows.common import BackgroundNotices, OpsAlerts
 
-SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10))
 CALL = dict(
     start_to_close_timeout=timedelta(seconds=60),
@@ -79,9 +68,6 @@ SKIP_UNCHANGED_STATUS = "skip-unchanged-status-writes"
 PROVIDER_FAILURES_ESCALATED = "renewal-provider-failures-escalated"
 # Patch: a partial payment is acknowledged to the reseller (an e-mail) and keeps the charge open.
 PARTIAL_PAYMENTS = "renewal-partial-payments"
-# Patch: the cycle records charges with `prepare_period_charges`, which names the charges it
-# could not record; bad charges are reported (OpsAttention CHARGE_FAILED), the others proceed.
-CYCLE_REPORTS_BAD_CHARGES = "cycle-reports-bad-charges"
 
 # Reactivation: first retried with backoff for REACTIVATION_ESCALATE_AFTER, then every
 # REACTIVATION_RETRY_EVERY, each round an activity retried for up to an hour.
@@ -99,118 +85,6 @@ _STATUS_OF_STEP = {
     StepKind.FINAL_NOTICE: PaymentStatus.ESCALATED,
     StepKind.CUTOFF: PaymentStatus.AT_RISK,
 }
-
-
-@workflow.defn
-class RenewalCycleWorkflow:
-    @workflow.run
-    async def run(self, request: CycleRequest) -> CycleResult:
-        period = request.period or self._scheduled_period(request)
-        reports = workflow.patched(CYCLE_REPORTS_BAD_CHARGES)
-        self._alerts = OpsAlerts()
-        self._failed = list(request.failed)
-        self._failed_count = request.failed_count
-        if reports and self._failed_count:
-            self._alerts.raise_(OpsAttention.CHARGE_FAILED)  # carried over continue-as-new
-        prepared = request.charges_owed
-        if not request.charges_prepared:
-            workflow.set_current_details(f"Recording the renewal charges of **{period}**.")
-            if reports:
-                outcome: PreparedCharges = await workflow.execute_activity_method(
-                    RenewalActivities.prepare_period_charges,
-                    args=[period, request.policy],
-                    summary=f"Record charges {period}",
-                    start_to_close_timeout=timedelta(minutes=30),
-                    heartbeat_timeout=timedelta(minutes=2),
-                    retry_policy=RETRY,
-                )
-                prepared = outcome.recorded
-                self._report(outcome.failed)
-            else:
-                prepared = await workflow.execute_activity_method(
-                    RenewalActivities.prepare_charges,
-                    args=[period, request.policy],
-                    summary=f"Record charges {period}",
-                    start_to_close_timeout=timedelta(minutes=30),
-                    heartbeat_timeout=timedelta(minutes=2),
-                    retry_policy=RETRY,
-                )
-        after_id, started = request.after_id, request.started
-        for _ in range(request.pages_per_run):
-            workflow.set_current_details(
-                self._details(f"Period **{period}**: {started} renewal workflow(s) started so far.")
-            )
-            page: CyclePage = await workflow.execute_activity_method(
-                RenewalActivities.start_renewals_page,
-                args=[period, request.policy, after_id, request.page_size],
-                summary=f"Start renewals after charge {after_id}",
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=RETRY,
-            )
-            if reports:
-                self._report(page.failed)
-            if page.seen == 0:
-                workflow.set_current_details(
-                    self._details(
-                        f"Period **{period}** done: {started} renewal workflow(s) started."
-                    )
-                )
-                return CycleResult(
-                    period=period,
-                    charges_prepared=prepared,
-                    renewals_started=started,
-                    failed=self._failed,
-                    failed_count=self._failed_count,
-                )
-            after_id, started = page.last_id, started + page.started
-        workflow.continue_as_new(
-            request.model_copy(
-                update={
-                    "period": period,
-                    "after_id": after_id,
-                    "started": started,
-                    "charges_prepared": True,
-                    "charges_owed": prepared,
-                    "failed": self._failed,
-                    "failed_count": self._failed_count,
-                }
-            )
-        )
-
-    def _report(self, failed: list[ChargeFailure]) -> None:
-        """Bad charges are named (up to a bound), counted, and flagged for ops."""
-        if not failed:
-            return
-        room = MAX_REPORTED_FAILURES - len(self._failed)
-        self._failed.extend(failed[: max(room, 0)])
-        self._failed_count += len(failed)
-        self._alerts.raise_(OpsAttention.CHARGE_FAILED)
-        for failure in failed:
-            workflow.logger.warning(
-                "renewal charge %s failed: %s", failure.subscription_id, failure.reason
-            )
-
-    def _details(self, headline: str) -> str:
-        if not self._failed_count:
-            return headline
-        listed = "\n".join(f"- `{f.subscription_id}`: {f.reason}" for f in self._failed[:20])
-        if self._failed_count > len(self._failed[:20]):
-            listed += f"\n- … {self._failed_count - len(self._failed[:20])} more (see the result)"
-        return "\n\n".join(
-            [
-                headline,
-                self._alerts.markdown(),
-                f"{self._failed_count} charge(s) could not be prepared or started; the others "
-                f"proceed:\n{listed}",
-            ]
-        )
-
-    @staticmethod
-    def _scheduled_period(request: CycleRequest) -> str:
-        # A backfilled run starts today but is for the period it was scheduled in.
-        scheduled = workflow.info().typed_search_attributes.get(SCHEDULED_START)
-        return period_of(scheduled or workflow.now(), request.policy.timezone)
 
 
 @workflow.defn
