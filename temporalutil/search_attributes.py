@@ -18,6 +18,13 @@ PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
 ESCALATION_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
 PAYMENT_DUE_AT = SearchAttributeKey.for_datetime("PaymentDueAt")
 
+# The subscription workflow (one per license), beside SubscriptionId, CustomerDomain, ResellerId.
+SUBSCRIPTION_STATUS = SearchAttributeKey.for_keyword("SubscriptionStatus")
+SEATS = SearchAttributeKey.for_int("Seats")
+AUTO_RENEW = SearchAttributeKey.for_bool("AutoRenew")
+CANCELLABLE_UNTIL = SearchAttributeKey.for_datetime("CancellableUntil")
+TERM_ENDS_AT = SearchAttributeKey.for_datetime("TermEndsAt")
+
 # Any workflow: what needs a person (csp_core.stages.OpsAttention values); unset when nothing.
 OPS_ATTENTION = SearchAttributeKey.for_keyword_list("OpsAttention")
 
@@ -33,12 +40,18 @@ ALL = [
     PAYMENT_STATUS,
     ESCALATION_LEVEL,
     PAYMENT_DUE_AT,
+    SUBSCRIPTION_STATUS,
+    SEATS,
+    AUTO_RENEW,
+    CANCELLABLE_UNTIL,
+    TERM_ENDS_AT,
     OPS_ATTENTION,
 ]
 
 _CLI_TYPES = {
     "KEYWORD": "Keyword",
     "INT": "Int",
+    "BOOL": "Bool",
     "DATETIME": "Datetime",
     "KEYWORD_LIST": "KeywordList",
 }
