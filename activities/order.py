@@ -365,7 +365,7 @@ class OrderActivities:
                     SearchAttributePair(sa.SEATS, start.seats),
                     SearchAttributePair(sa.AUTO_RENEW, start.auto_renew),
                     SearchAttributePair(sa.CANCELLABLE_UNTIL, start.cancellable_until),
-                    SearchAttributePair(sa.TERM_ENDS_AT, start.term_end),
+                    SearchAttributePair(sa.TERM_ENDS_ON, start.term_ends_on),
                     SearchAttributePair(sa.CUSTOMER_DOMAIN, start.domain),
                     SearchAttributePair(sa.RESELLER_ID, start.reseller_id),
                 ]

@@ -23,7 +23,11 @@ SUBSCRIPTION_STATUS = SearchAttributeKey.for_keyword("SubscriptionStatus")
 SEATS = SearchAttributeKey.for_int("Seats")
 AUTO_RENEW = SearchAttributeKey.for_bool("AutoRenew")
 CANCELLABLE_UNTIL = SearchAttributeKey.for_datetime("CancellableUntil")
-TERM_ENDS_AT = SearchAttributeKey.for_datetime("TermEndsAt")
+# The term's last day as the provider dates it, YYYY-MM-DD (ISO order is date order, and
+# `TermEndsOn STARTS_WITH '2027-11'` lists a month). A Keyword, not a Datetime: SQL visibility
+# (the dev server, PostgreSQL) allows 3 Datetime attributes, taken by AcceptanceDeadline,
+# PaymentDueAt and CancellableUntil.
+TERM_ENDS_ON = SearchAttributeKey.for_keyword("TermEndsOn")
 
 # Any workflow: what needs a person (csp_core.stages.OpsAttention values); unset when nothing.
 OPS_ATTENTION = SearchAttributeKey.for_keyword_list("OpsAttention")
@@ -44,7 +48,7 @@ ALL = [
     SEATS,
     AUTO_RENEW,
     CANCELLABLE_UNTIL,
-    TERM_ENDS_AT,
+    TERM_ENDS_ON,
     OPS_ATTENTION,
 ]
 

@@ -89,7 +89,8 @@ async def test_an_active_order_starts_one_subscription_workflow_with_its_attribu
     assert found.get(sa.SEATS) == 10
     assert found.get(sa.AUTO_RENEW) is True
     assert found.get(sa.CANCELLABLE_UNTIL) == provider.effective_start_date + NCE_CHANGE_WINDOW
-    assert found.get(sa.TERM_ENDS_AT) == provider.commitment_end_date
+    assert provider.commitment_end_date is not None
+    assert found.get(sa.TERM_ENDS_ON) == provider.commitment_end_date.date().isoformat()
     assert found.get(sa.CUSTOMER_DOMAIN) == CONTOSO
     assert found.get(sa.RESELLER_ID) == "RSL-042"
     details = await handle.query(SubscriptionWorkflow.details)

@@ -4,7 +4,7 @@ and what it reports. Plain pydantic; no Temporal import."""
 from __future__ import annotations
 
 from calendar import monthrange
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
@@ -48,6 +48,10 @@ class SubscriptionStart(_Model):
     @property
     def cancellable_until(self) -> datetime:
         return change_window_end(self.purchased_at)
+
+    @property
+    def term_ends_on(self) -> str:
+        return term_ends_on(self.term_end)
 
 
 class SubscriptionRef(_Model):
@@ -94,6 +98,11 @@ class SubscriptionDetails(_Model):
     cancellable_until: datetime
     term_ends_at: datetime
     cancelled_at: datetime | None = None
+
+
+def term_ends_on(term_end: datetime) -> str:
+    """The term's last day as Partner Center dates it (commitmentEndDate, a UTC date)."""
+    return term_end.astimezone(UTC).date().isoformat()
 
 
 TERM_MONTHS = {Term.P1M: 1, Term.P1Y: 12, Term.P3Y: 36}
