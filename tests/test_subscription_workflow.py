@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from csp_core.calendar import format_local
@@ -37,15 +37,8 @@ CONTOSO = "contosomx.onmicrosoft.com"
 async def active_subscription(stack: Stack) -> tuple[WorkflowHandle, str, str]:
     """Run the example create order to ACTIVE; its license's workflow, id and tenant id."""
     order = example("order-create.json")
-    order_handle = await stack.submit(order)
-    await stack.first_task_done(order_handle)
-    # Time moves only by env.sleep: with time skipping left unlocked, the test server may jump
-    # far ahead (years) while the subscription workflow waits with no timer.
-    for _ in range(120):
-        if (await order_handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            break
-        await stack.env.sleep(5 * SECOND)
-    assert (await order_handle.result()).stage.value == "ACTIVE"
+    result = await stack.settle(await stack.submit(order))
+    assert result.stage.value == "ACTIVE"
     [license_] = stack.registry.list_licenses(CONTOSO)
     handle = stack.env.client.get_workflow_handle_for(
         SubscriptionWorkflow.run, f"subscription-{license_.subscription_id}"
