@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.order import OrderActivities
 from activities.renewal import RenewalActivities
+from activities.subscription import SubscriptionActivities
 from csp_core.notifications.mailer import Mailer, SmtpMailer
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.providers.port import Provider
@@ -34,10 +35,16 @@ from temporalutil.sandbox import workflow_runner
 from workflows.order import LicenseOrderWorkflow
 from workflows.renewal import RenewalPaymentWorkflow
 from workflows.renewal_cycle import RenewalCycleWorkflow
+from workflows.subscription import SubscriptionWorkflow
 
 log = structlog.get_logger("worker")
 
-WORKFLOWS: Sequence[type] = [LicenseOrderWorkflow, RenewalCycleWorkflow, RenewalPaymentWorkflow]
+WORKFLOWS: Sequence[type] = [
+    LicenseOrderWorkflow,
+    RenewalCycleWorkflow,
+    RenewalPaymentWorkflow,
+    SubscriptionWorkflow,
+]
 
 
 def activities_of(*instances: object) -> list:
@@ -144,7 +151,15 @@ def wire_activities(
             registry=registry,
             vault=vault,
             mailer=mailer,
+            client=client,
+            task_queue=task_queue,
             ops_email=ops_email,
+            business_timezone=business_timezone,
+        ),
+        SubscriptionActivities(
+            provider=provider,
+            registry=registry,
+            mailer=mailer,
             business_timezone=business_timezone,
         ),
         RenewalActivities(

@@ -8,6 +8,12 @@ from typing import TypeVar
 
 import structlog
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 from temporalio.exceptions import ApplicationError
 
 from activities.common import in_thread, provider_failure, request_id, send_once
@@ -43,8 +49,10 @@ from csp_core.registry import (
     TenantRecord,
 )
 from csp_core.secrets import SecretVault
-from csp_core.stages import OrderStage
+from csp_core.stages import OrderStage, SubscriptionStatus
+from csp_core.subscriptions.values import SubscriptionStart, subscription_workflow_id, term_end
 from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE, zone
+from temporalutil import search_attributes as sa
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -56,6 +64,9 @@ class OrderActivities:
     registry: Registry
     vault: SecretVault
     mailer: Mailer
+    # Starts one SubscriptionWorkflow per activated license, on this task queue.
+    client: Client
+    task_queue: str
     ops_email: str
     business_timezone: str = DEFAULT_BUSINESS_TIMEZONE
 
@@ -306,9 +317,61 @@ class OrderActivities:
     async def activate(self, order: Order, tenant: TenantRef, placed: PlacedSubscriptions) -> None:
         activated_at = activity.info().current_attempt_scheduled_time
         for subscription_id in placed.subscription_ids:
-            await in_thread(
+            record = await in_thread(
                 self.registry.set_subscription_status, subscription_id, "active", activated_at
             )
+            try:
+                provider_view = await self.provider.get_subscription(
+                    tenant.tenant_id, subscription_id
+                )
+            except ProviderError as err:
+                raise provider_failure(err, f"reading subscription {subscription_id}") from err
+            # The window runs from the purchase as the provider dates it (it is the one that
+            # refuses), not from our activation, which can come hours after provisioning.
+            purchased_at = provider_view.effective_start_date or activated_at
+            start = SubscriptionStart(
+                subscription_id=subscription_id,
+                tenant_id=tenant.tenant_id,
+                domain=tenant.domain,
+                reseller_id=order.reseller.id,
+                reseller_name=order.reseller.name,
+                reseller_email=str(order.reseller.email),
+                company_name=order.customer.company_name,
+                order_id=order.order_id,
+                sku=record.sku,
+                product_name=record.product_name,
+                seats=provider_view.quantity,
+                term=record.term,
+                billing_cycle=record.billing_cycle,
+                unit_price=record.unit_price,
+                purchased_at=purchased_at,
+                term_end=provider_view.commitment_end_date or term_end(purchased_at, record.term),
+                auto_renew=provider_view.auto_renew_enabled,
+            )
+            await self._start_subscription_workflow(start)
+
+    async def _start_subscription_workflow(self, start: SubscriptionStart) -> None:
+        """Start it once: a retry of this activity finds it running and leaves it."""
+        await self.client.start_workflow(
+            "SubscriptionWorkflow",
+            start,
+            id=subscription_workflow_id(start.subscription_id),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.SUBSCRIPTION_ID, start.subscription_id),
+                    SearchAttributePair(sa.SUBSCRIPTION_STATUS, SubscriptionStatus.ACTIVE.value),
+                    SearchAttributePair(sa.SEATS, start.seats),
+                    SearchAttributePair(sa.AUTO_RENEW, start.auto_renew),
+                    SearchAttributePair(sa.CANCELLABLE_UNTIL, start.cancellable_until),
+                    SearchAttributePair(sa.TERM_ENDS_ON, start.term_ends_on),
+                    SearchAttributePair(sa.CUSTOMER_DOMAIN, start.domain),
+                    SearchAttributePair(sa.RESELLER_ID, start.reseller_id),
+                ]
+            ),
+            static_summary=f"{start.product_name} · {start.domain} · {start.subscription_id}",
+        )
 
     # ------------------------------------------------------------------ e-mail
     @activity.defn

@@ -108,6 +108,8 @@ async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
                 registry=registry,
                 vault=SecretVault(generate_key()),
                 mailer=SmtpMailer("127.0.0.1", config.smtp_port, "licencias@bench.example.mx"),
+                client=client,
+                task_queue=config.order_queue,
                 ops_email="ops@bench.example.mx",
             )
             bare = Worker(

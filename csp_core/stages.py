@@ -50,3 +50,16 @@ class OpsAttention(StrEnum):
     REACTIVATION_FAILED = "REACTIVATION_FAILED"  # paid but still suspended at the provider
     SUSPENSION_FAILED = "SUSPENSION_FAILED"  # unpaid at the cutoff, could not be suspended
     CHARGE_FAILED = "CHARGE_FAILED"  # a renewal charge could not be prepared or started
+
+
+class SubscriptionStatus(StrEnum):
+    """Values of the `SubscriptionStatus` search attribute: where a license stands."""
+
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in {self.CANCELLED, self.EXPIRED}

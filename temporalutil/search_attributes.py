@@ -18,6 +18,17 @@ PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
 ESCALATION_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
 PAYMENT_DUE_AT = SearchAttributeKey.for_datetime("PaymentDueAt")
 
+# The subscription workflow (one per license), beside SubscriptionId, CustomerDomain, ResellerId.
+SUBSCRIPTION_STATUS = SearchAttributeKey.for_keyword("SubscriptionStatus")
+SEATS = SearchAttributeKey.for_int("Seats")
+AUTO_RENEW = SearchAttributeKey.for_bool("AutoRenew")
+CANCELLABLE_UNTIL = SearchAttributeKey.for_datetime("CancellableUntil")
+# The term's last day as the provider dates it, YYYY-MM-DD (ISO order is date order, and
+# `TermEndsOn STARTS_WITH '2027-11'` lists a month). A Keyword, not a Datetime: SQL visibility
+# (the dev server, PostgreSQL) allows 3 Datetime attributes, taken by AcceptanceDeadline,
+# PaymentDueAt and CancellableUntil.
+TERM_ENDS_ON = SearchAttributeKey.for_keyword("TermEndsOn")
+
 # Any workflow: what needs a person (csp_core.stages.OpsAttention values); unset when nothing.
 OPS_ATTENTION = SearchAttributeKey.for_keyword_list("OpsAttention")
 
@@ -33,12 +44,18 @@ ALL = [
     PAYMENT_STATUS,
     ESCALATION_LEVEL,
     PAYMENT_DUE_AT,
+    SUBSCRIPTION_STATUS,
+    SEATS,
+    AUTO_RENEW,
+    CANCELLABLE_UNTIL,
+    TERM_ENDS_ON,
     OPS_ATTENTION,
 ]
 
 _CLI_TYPES = {
     "KEYWORD": "Keyword",
     "INT": "Int",
+    "BOOL": "Bool",
     "DATETIME": "Datetime",
     "KEYWORD_LIST": "KeywordList",
 }

@@ -50,6 +50,7 @@ from csp_core.notifications.messages import (
     renewal_partial_payment,
     renewal_reactivation_failed,
     renewal_suspension_failed,
+    subscription_cancelled,
 )
 from csp_core.orders.failures import FailureCode, OrderFailure
 from csp_core.registry import (
@@ -187,7 +188,26 @@ ALL_BUILDERS: dict[str, Callable[[str], Email]] = {
         renewal(), OPS, key=key, retry_every=timedelta(hours=6)
     ),
     "renewal_suspension_failed": lambda key: renewal_suspension_failed(renewal(), OPS, key=key),
+    "subscription_cancelled": lambda key: subscription_cancelled(
+        key=key,
+        subscription_id="SUB-1",
+        reseller_name=RESELLER,
+        reseller_email=RESELLER_EMAIL,
+        company_name=COMPANY,
+        domain="contosomx.onmicrosoft.com",
+        product_name="Microsoft 365 Business Basic",
+        seats=10,
+        cancelled_at=CUTOFF,
+    ),
 }
+
+
+def test_subscription_cancelled_says_when_in_mexico_city_time_and_that_no_renewal_follows() -> None:
+    email = ALL_BUILDERS["subscription_cancelled"]("k")
+    assert email.to == [RESELLER_EMAIL]
+    assert "26 de diciembre de 2026, 00:00 h (hora del centro de México)" in email.text
+    assert "10 licencias" in email.text and "contosomx.onmicrosoft.com" in email.text
+    assert "ningún cargo de renovación" in email.text
 
 
 # --- calendar formatting -------------------------------------------------------------------

@@ -52,6 +52,7 @@ class EmailKind(StrEnum):
     RENEWAL_PARTIAL_PAYMENT = "renewal_partial_payment"
     RENEWAL_REACTIVATION_FAILED = "renewal_reactivation_failed"
     RENEWAL_SUSPENSION_FAILED = "renewal_suspension_failed"
+    SUBSCRIPTION_CANCELLED = "subscription_cancelled"
 
 
 # Angle brackets from input (a company name, say) become look-alike quotation marks in
@@ -869,4 +870,41 @@ def renewal_suspension_failed(
         to=[ops_email],
         subject=_renewal_subject("Acción requerida: la suspensión falló", r),
         text=text,
+    )
+
+
+# --- subscription side -----------------------------------------------------------------------
+
+
+def subscription_cancelled(
+    *,
+    key: str,
+    subscription_id: str,
+    reseller_name: str,
+    reseller_email: str,
+    company_name: str,
+    domain: str,
+    product_name: str,
+    seats: int,
+    cancelled_at: datetime,
+    tz: ZoneInfo = BUSINESS_TZ,
+) -> Email:
+    """Cancelled inside its 168-hour window: Microsoft refunds pro rata, no renewal follows."""
+    parts = [
+        _greeting(reseller_name),
+        f"La suscripción {subscription_id} de {product_name} ({_licenses(seats)}) para "
+        f"{company_name} en el dominio {domain} fue cancelada el "
+        f"{format_datetime_es(_aware(cancelled_at), tz)}.",
+        "La cancelación se hizo dentro de los 7 días (168 horas) posteriores a la compra o a la "
+        "renovación, por lo que Microsoft la acepta con reembolso proporcional y no se generará "
+        "ningún cargo de renovación posterior.",
+        "Las licencias dejan de estar disponibles para los usuarios de su cliente. Si necesita "
+        "licencias de nuevo, envíe un pedido nuevo para ese dominio.",
+    ]
+    return Email(
+        key=key,
+        kind=EmailKind.SUBSCRIPTION_CANCELLED.value,
+        to=[reseller_email],
+        subject=_one_line(f"Suscripción cancelada: {product_name}, {company_name} ({domain})"),
+        text=_body(*parts),
     )

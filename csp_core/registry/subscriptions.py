@@ -150,6 +150,22 @@ class SubscriptionStore(Store):
                 raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
             return SubscriptionRecord.model_validate(session.get_one(Subscription, subscription_id))
 
+    def set_subscription_quantity(self, subscription_id: str, quantity: int) -> SubscriptionRecord:
+        """Record the seats the provider now bills (the total, as it answered a change)."""
+        if quantity < 1:
+            raise ValueError(f"quantity must be at least 1 (got {quantity})")
+        with self._tx(write=True) as session:
+            result = session.execute(
+                update(Subscription)
+                .where(Subscription.subscription_id == subscription_id)
+                .values(quantity=quantity, updated_at=utcnow())
+                .returning(Subscription.subscription_id),
+                execution_options={"synchronize_session": False},
+            )
+            if result.first() is None:
+                raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
+            return SubscriptionRecord.model_validate(session.get_one(Subscription, subscription_id))
+
     def move_subscription(self, subscription_id: str, new_domain: str) -> None:
         """Always refused: a license is bound to its tenant forever (the database agrees)."""
         current = self.get_subscription(subscription_id)

@@ -12,3 +12,9 @@ NCE_CHANGE_WINDOW = timedelta(hours=168)
 def change_window_end(purchased_or_renewed_at: datetime) -> datetime:
     """When seat decreases and cancellation stop being allowed (NCE 168-hour rule)."""
     return purchased_or_renewed_at + NCE_CHANGE_WINDOW
+
+
+def change_window_open(purchased_or_renewed_at: datetime, now: datetime) -> bool:
+    """Whether seats can still be removed or the subscription cancelled at `now`: the window's
+    end is exclusive, so at 168 h exactly it is closed."""
+    return now < change_window_end(purchased_or_renewed_at)

@@ -108,3 +108,20 @@ async def test_renewal_suspended_then_reactivated(stack: Stack, out: Path) -> No
 
 async def test_renewal_never_paid(stack: Stack, out: Path) -> None:
     await renewal(stack, out, "never_paid", None)
+
+
+async def test_subscription_seats_auto_renew_then_cancelled(stack: Stack, out: Path) -> None:
+    """From v5: a license's workflow, changed by its Updates, then cancelled in its window."""
+    from workflows.subscription import SubscriptionWorkflow
+
+    bought = await stack.settle(await stack.submit(example("order-create.json")))
+    handle = stack.env.client.get_workflow_handle_for(
+        SubscriptionWorkflow.run, f"subscription-{bought.subscription_ids[0]}"
+    )
+    await stack.first_task_done(handle)
+    await handle.execute_update(SubscriptionWorkflow.add_seats, 5, id="record-add")
+    await handle.execute_update(SubscriptionWorkflow.set_seats, 12, id="record-set")
+    await handle.execute_update(SubscriptionWorkflow.set_auto_renew, False, id="record-renew")
+    await handle.execute_update(SubscriptionWorkflow.cancel, id="record-cancel")
+    await stack.result(handle)
+    await save(handle, out, "subscription_changed_then_cancelled")

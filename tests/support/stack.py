@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,18 @@ class Stack:
         await self.first_task_done(handle)
         async with self.env.time_skipping_unlocked():  # type: ignore[attr-defined]
             return await handle.result()
+
+    async def settle(self, handle: WorkflowHandle, step: timedelta = timedelta(seconds=5)) -> Any:
+        """Await a workflow's result moving time only by `step` at a time (env.sleep).
+
+        Use it when another workflow stays open without a timer (a SubscriptionWorkflow after
+        its order): with time skipping left unlocked, the test server may jump years ahead."""
+        await self.first_task_done(handle)
+        for _ in range(2000):
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                break
+            await self.env.sleep(step)
+        return await handle.result()
 
     async def first_task_done(self, handle: WorkflowHandle) -> None:
         """Wait until the workflow's first task has run.

@@ -1,0 +1,105 @@
+"""Activities of the subscription workflow: each change asked of the provider, with the registry
+brought in line in the same activity, so a retry after a lost answer repeats the same request
+(same MS-RequestId) and records the same result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.common import in_thread, provider_failure, request_id, send_once
+from csp_core.notifications import messages
+from csp_core.notifications.mailer import Mailer
+from csp_core.providers.port import WINDOW_CLOSED_CODES, Provider, ProviderError
+from csp_core.registry import Registry
+from csp_core.subscriptions.values import CancelNotice, SeatsChanged, SubscriptionRef
+from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE, zone
+
+log = structlog.get_logger(__name__)
+
+# ApplicationError.type of a change the provider refused because its 168 h window is over.
+WINDOW_CLOSED = "ChangeWindowClosed"
+
+
+@dataclass
+class SubscriptionActivities:
+    provider: Provider
+    registry: Registry
+    mailer: Mailer
+    business_timezone: str = DEFAULT_BUSINESS_TIMEZONE
+
+    @activity.defn
+    async def change_seats(
+        self, ref: SubscriptionRef, quantity: int, change_id: str
+    ) -> SeatsChanged:
+        """Set the total seats at the provider, then in the registry. `change_id` is the
+        caller's request id: it derives the MS-RequestId, so a retry asks the same question."""
+        try:
+            answer = await self.provider.change_quantity(
+                ref.tenant_id,
+                ref.subscription_id,
+                quantity,
+                request_id=request_id(f"seats:{change_id}"),
+            )
+        except ProviderError as err:
+            raise _refusal(err, f"changing {ref.subscription_id} to {quantity} seat(s)") from err
+        await in_thread(
+            self.registry.set_subscription_quantity, ref.subscription_id, answer.quantity
+        )
+        return SeatsChanged(seats=answer.quantity)
+
+    @activity.defn
+    async def cancel(self, ref: SubscriptionRef, change_id: str) -> None:
+        """Cancel at the provider (New Commerce: status deleted), then mark it in the registry."""
+        try:
+            await self.provider.cancel_subscription(
+                ref.tenant_id, ref.subscription_id, request_id=request_id(f"cancel:{change_id}")
+            )
+        except ProviderError as err:
+            raise _refusal(err, f"cancelling {ref.subscription_id}") from err
+        await in_thread(self.registry.set_subscription_status, ref.subscription_id, "cancelled")
+
+    @activity.defn
+    async def set_auto_renew(self, ref: SubscriptionRef, enabled: bool, change_id: str) -> bool:
+        try:
+            answer = await self.provider.set_auto_renew(
+                ref.tenant_id,
+                ref.subscription_id,
+                enabled,
+                request_id=request_id(f"auto-renew:{change_id}"),
+            )
+        except ProviderError as err:
+            state = "on" if enabled else "off"
+            raise _refusal(err, f"turning auto-renew {state} on {ref.subscription_id}") from err
+        return answer.auto_renew_enabled
+
+    @activity.defn
+    async def notify_cancelled(self, notice: CancelNotice) -> None:
+        sub = notice.subscription
+        email = messages.subscription_cancelled(
+            key=notice.key,
+            subscription_id=sub.subscription_id,
+            reseller_name=sub.reseller_name,
+            reseller_email=sub.reseller_email,
+            company_name=sub.company_name,
+            domain=sub.domain,
+            product_name=sub.product_name,
+            seats=notice.seats,
+            cancelled_at=notice.cancelled_at,
+            tz=zone(self.business_timezone),
+        )
+        if not await send_once(
+            self.registry, self.mailer, email, subscription_id=sub.subscription_id
+        ):
+            log.info("notification_already_sent", key=email.key)
+
+
+def _refusal(err: ProviderError, doing: str) -> ApplicationError:
+    """A window-closed refusal gets its own type, so the workflow can say what to do instead."""
+    failure = provider_failure(err, doing)
+    if not err.transient and err.code in WINDOW_CLOSED_CODES:
+        return ApplicationError(str(failure), type=WINDOW_CLOSED, non_retryable=True)
+    return failure

@@ -1,0 +1,345 @@
+"""SubscriptionWorkflow: one per license, from activation for as long as the license lives.
+
+Every change to what was bought is asked for here, as a Workflow Update, so the caller gets the
+answer or the refusal at once. Validators apply Microsoft's New Commerce rules before anything
+is written (a refused change leaves no trace in history); the provider still has the last word,
+and its refusal reaches the caller with the reason. Each change is idempotent by the caller's
+request id (the update id): asked again, it answers as the first time and calls nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.subscription import WINDOW_CLOSED, SubscriptionActivities
+    from csp_core.calendar import format_local
+    from csp_core.stages import SubscriptionStatus
+    from csp_core.subscriptions.values import (
+        CancelNotice,
+        SubscriptionDetails,
+        SubscriptionRef,
+        SubscriptionStart,
+    )
+    from csp_core.subscriptions.windows import change_window_end, change_window_open
+    from csp_core.timezones import BUSINESS_TZ
+    from temporalutil import search_attributes as sa
+    from workflows.common import BackgroundNotices, OpsAlerts
+
+# The caller is waiting on the answer: retry throttling, outages and a renewal in progress (409,
+# ~2 min) for a while, then fail the change with the provider's last answer.
+PROVIDER_CHANGE: dict[str, Any] = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    schedule_to_close_timeout=timedelta(minutes=10),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=2),
+    ),
+)
+
+# Error types of refused changes (the client sees them as the update failure's cause).
+CHANGE_REFUSED = "SubscriptionChangeRefused"
+WINDOW_CLOSED_REFUSAL = "ChangeWindowClosed"
+TRANSFER_REFUSED = "LicenseTransferRefused"
+
+
+def _local(instant: datetime) -> str:
+    return format_local(instant, BUSINESS_TZ, "Mexico City")
+
+
+@workflow.defn
+class SubscriptionWorkflow:
+    @workflow.init
+    def __init__(self, start: SubscriptionStart) -> None:
+        self._start = start
+        self._status = SubscriptionStatus.ACTIVE
+        self._seats = start.seats
+        self._auto_renew = start.auto_renew
+        self._term_started_at = start.purchased_at
+        self._term_ends_at = start.term_end
+        self._cancelled_at: datetime | None = None
+        # Answers already given, by update id: the same request asked again gets the same answer.
+        self._answers: dict[str, SubscriptionDetails] = {}
+        # One provider change at a time, in the order they were accepted.
+        self._changing = asyncio.Lock()
+        self._alerts = OpsAlerts()
+        self._notices = BackgroundNotices(self._alerts, self._show)
+
+    @workflow.run
+    async def run(self, start: SubscriptionStart) -> SubscriptionDetails:
+        self._show()
+        await workflow.wait_condition(
+            lambda: self._status.is_final and workflow.all_handlers_finished()
+        )
+        await self._notices.drain()
+        return self.details()
+
+    # ------------------------------------------------------------------ reads
+    @workflow.query(description="Where the subscription stands.")
+    def details(self) -> SubscriptionDetails:
+        return SubscriptionDetails(
+            subscription_id=self._start.subscription_id,
+            domain=self._start.domain,
+            reseller_id=self._start.reseller_id,
+            product_name=self._start.product_name,
+            sku=self._start.sku,
+            status=self._status,
+            seats=self._seats,
+            term=self._start.term,
+            billing_cycle=self._start.billing_cycle,
+            unit_price=self._start.unit_price,
+            auto_renew=self._auto_renew,
+            term_started_at=self._term_started_at,
+            cancellable_until=self._cancellable_until,
+            term_ends_at=self._term_ends_at,
+            cancelled_at=self._cancelled_at,
+        )
+
+    # ------------------------------------------------------------------ seats
+    @workflow.update(description="Add seats (any time while active).")
+    async def add_seats(self, n: int) -> SubscriptionDetails:
+        return await self._change_seats(self._seats + n)
+
+    @add_seats.validator
+    def _add_seats_allowed(self, n: int) -> None:
+        if self._answered():
+            return
+        if n < 1:
+            raise ApplicationError(
+                f"seats to add must be at least 1 (got {n}); to remove seats use set_seats",
+                type=CHANGE_REFUSED,
+            )
+        self._check_quantity(self._seats + n)
+
+    @workflow.update(
+        description="Set the total seats: more any time while active, fewer only within 168 h "
+        "of the purchase or the term's renewal, never below one."
+    )
+    async def set_seats(self, quantity: int) -> SubscriptionDetails:
+        return await self._change_seats(quantity)
+
+    @set_seats.validator
+    def _set_seats_allowed(self, quantity: int) -> None:
+        if self._answered():
+            return
+        self._check_quantity(quantity)
+
+    # ------------------------------------------------------------------ cancel
+    @workflow.update(description="Cancel the subscription; only within its 168 h window.")
+    async def cancel(self) -> SubscriptionDetails:
+        if (answer := self._answered()) is not None:
+            return answer
+        async with self._changing:
+            self._check_cancel()  # a change accepted before this one may have ended it
+            await self._provider(
+                SubscriptionActivities.cancel,
+                self._ref,
+                self._update_id(),
+                summary="Cancel at the provider",
+            )
+            self._status = SubscriptionStatus.CANCELLED
+            self._cancelled_at = workflow.now()
+            workflow.upsert_search_attributes(
+                [sa.SUBSCRIPTION_STATUS.value_set(self._status.value)]
+            )
+            self._show()
+            notice = CancelNotice(
+                subscription=self._start, cancelled_at=self._cancelled_at, seats=self._seats
+            )
+            await self._notices.send(
+                SubscriptionActivities.notify_cancelled,
+                notice,
+                key=notice.key,
+                summary="Tell the reseller: cancelled",
+            )
+            return self._answer()
+
+    @cancel.validator
+    def _cancel_allowed(self) -> None:
+        if self._answered():
+            return
+        self._check_cancel()
+
+    # ------------------------------------------------------------------ auto-renew
+    @workflow.update(description="Turn auto-renew on or off.")
+    async def set_auto_renew(self, enabled: bool) -> SubscriptionDetails:
+        if (answer := self._answered()) is not None:
+            return answer
+        async with self._changing:
+            self._check_changeable()
+            if enabled != self._auto_renew:
+                self._auto_renew = await self._provider(
+                    SubscriptionActivities.set_auto_renew,
+                    self._ref,
+                    enabled,
+                    self._update_id(),
+                    summary=f"Auto-renew {'on' if enabled else 'off'}",
+                )
+                workflow.upsert_search_attributes([sa.AUTO_RENEW.value_set(self._auto_renew)])
+                self._show()
+            return self._answer()
+
+    @set_auto_renew.validator
+    def _auto_renew_allowed(self, enabled: bool) -> None:
+        if self._answered():
+            return
+        self._check_changeable()
+
+    # ------------------------------------------------------------------ transfer
+    @workflow.update(description="Move the license to another domain: always refused.")
+    def transfer(self, to_domain: str) -> SubscriptionDetails:
+        raise ApplicationError(self._transfer_refusal(to_domain), type=TRANSFER_REFUSED)
+
+    @transfer.validator
+    def _transfer_allowed(self, to_domain: str) -> None:
+        raise ApplicationError(self._transfer_refusal(to_domain), type=TRANSFER_REFUSED)
+
+    def _transfer_refusal(self, to_domain: str) -> str:
+        target = to_domain.strip().lower() or "the other domain"
+        return (
+            f"subscription {self._start.subscription_id} cannot move to {target}: a license "
+            f"never leaves its tenant ({self._start.domain}), Microsoft binds it there for good. "
+            f"Way out: buy a new subscription on {target} with `csp order submit <order.json>`, "
+            f'an order with tenant mode "link" and domain {target} for {self._start.product_name} '
+            f"({self._start.sku}); then cancel this one while its window is open (until "
+            f"{_local(self._cancellable_until)}) or turn its auto-renew off."
+        )
+
+    # ------------------------------------------------------------------ rules
+    @property
+    def _cancellable_until(self) -> datetime:
+        return change_window_end(self._term_started_at)
+
+    def _window_open(self) -> bool:
+        return change_window_open(self._term_started_at, workflow.now())
+
+    def _check_changeable(self) -> None:
+        if self._status.is_final:
+            raise ApplicationError(
+                f"subscription {self._start.subscription_id} is {self._status.value}: "
+                "nothing about it can change any more; buy a new subscription with "
+                "`csp order submit` if the client needs licenses again",
+                type=CHANGE_REFUSED,
+            )
+        if self._status is SubscriptionStatus.SUSPENDED:
+            raise ApplicationError(
+                f"subscription {self._start.subscription_id} is SUSPENDED: Microsoft accepts no "
+                "change while it is suspended; record the pending renewal payment so it is "
+                "reactivated, then ask again",
+                type=CHANGE_REFUSED,
+            )
+
+    def _check_quantity(self, quantity: int) -> None:
+        self._check_changeable()
+        if quantity < 1:
+            raise ApplicationError(
+                f"a subscription keeps at least 1 seat (asked for {quantity}); to stop paying for "
+                "it, cancel it within its 168 h window or turn its auto-renew off",
+                type=CHANGE_REFUSED,
+            )
+        if quantity < self._seats and not self._window_open():
+            raise ApplicationError(
+                f"subscription {self._start.subscription_id}: seats can only be removed within "
+                "168 h of the purchase or of the term's renewal, and that window ended at "
+                f"{_local(self._cancellable_until)}. {self._way_out()}",
+                type=WINDOW_CLOSED_REFUSAL,
+            )
+
+    def _check_cancel(self) -> None:
+        self._check_changeable()
+        if not self._window_open():
+            raise ApplicationError(
+                f"subscription {self._start.subscription_id} can only be cancelled within 168 h "
+                "of the purchase or of the term's renewal, and that window ended at "
+                f"{_local(self._cancellable_until)}. {self._way_out()}",
+                type=WINDOW_CLOSED_REFUSAL,
+            )
+
+    def _way_out(self) -> str:
+        return (
+            "Way out: turn auto-renew off so it ends at the term's end "
+            f"({_local(self._term_ends_at)}), or reduce the seats at renewal, within 168 h "
+            "after it."
+        )
+
+    # ------------------------------------------------------------------ doing
+    async def _change_seats(self, quantity: int) -> SubscriptionDetails:
+        if (answer := self._answered()) is not None:
+            return answer
+        async with self._changing:
+            self._check_quantity(quantity)  # a change accepted before this one may differ
+            if quantity != self._seats:
+                changed = await self._provider(
+                    SubscriptionActivities.change_seats,
+                    self._ref,
+                    quantity,
+                    self._update_id(),
+                    summary=f"Seats {self._seats} → {quantity}",
+                )
+                self._seats = changed.seats
+                workflow.upsert_search_attributes([sa.SEATS.value_set(self._seats)])
+                self._show()
+            return self._answer()
+
+    async def _provider(self, activity: Any, *args: Any, summary: str) -> Any:
+        """Run a provider change; its refusal fails the update with the provider's reason."""
+        try:
+            return await workflow.execute_activity_method(
+                activity, args=list(args), summary=summary, **PROVIDER_CHANGE
+            )
+        except ActivityError as err:
+            cause = err.cause
+            reason = str(cause) if cause is not None else str(err)
+            if isinstance(cause, ApplicationError) and cause.type == WINDOW_CLOSED:
+                raise ApplicationError(
+                    f"the provider refused: {reason}. {self._way_out()}",
+                    type=WINDOW_CLOSED_REFUSAL,
+                ) from err
+            raise ApplicationError(
+                f"the provider did not make the change: {reason}", type=CHANGE_REFUSED
+            ) from err
+
+    @property
+    def _ref(self) -> SubscriptionRef:
+        return SubscriptionRef(
+            subscription_id=self._start.subscription_id,
+            tenant_id=self._start.tenant_id,
+            domain=self._start.domain,
+        )
+
+    @staticmethod
+    def _update_id() -> str:
+        info = workflow.current_update_info()
+        assert info is not None, "only called from an update handler"
+        return info.id
+
+    def _answered(self) -> SubscriptionDetails | None:
+        return self._answers.get(self._update_id())
+
+    def _answer(self) -> SubscriptionDetails:
+        answer = self.details()
+        self._answers[self._update_id()] = answer
+        return answer
+
+    def _show(self) -> None:
+        """Current details for ops (the Web UI's workflow page)."""
+        lines = [
+            f"**{self._status.value}** · {self._start.product_name} ({self._start.sku}) on "
+            f"**{self._start.domain}** · reseller {self._start.reseller_id}",
+            f"Seats: {self._seats} · {self._start.term.value} billed "
+            f"{self._start.billing_cycle.value} · auto-renew {'on' if self._auto_renew else 'off'}",
+            f"Term: {_local(self._term_started_at)} → {_local(self._term_ends_at)}",
+            f"Seats can be removed / cancelled until {_local(self._cancellable_until)}",
+        ]
+        if self._cancelled_at is not None:
+            lines.append(f"Cancelled at {_local(self._cancelled_at)}")
+        if alerts := self._alerts.markdown():
+            lines.append(alerts)
+        workflow.set_current_details("\n\n".join(lines))
