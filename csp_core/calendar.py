@@ -93,6 +93,11 @@ def format_local(instant: datetime, tz: ZoneInfo = BUSINESS_TZ, label: str | Non
     return f"{text} ({label})" if label else text
 
 
+def business_time(instant: datetime) -> str:
+    """An instant in Mexico City time, labelled: how workflows name deadlines for ops."""
+    return format_local(instant, BUSINESS_TZ, "Mexico City")
+
+
 def format_mxn(amount: Decimal) -> str:
     """Decimal('1290') -> '$1,290.00 MXN' (rounded half-up to cents, as invoices do)."""
     if not isinstance(amount, Decimal):

@@ -20,7 +20,7 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.order import OrderActivities
-    from csp_core.calendar import format_local
+    from csp_core.calendar import business_time
     from csp_core.orders.failures import FailureCode, OrderFailure
     from csp_core.orders.models import Order, TenantMode
     from csp_core.orders.provisioning import (
@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         TenantRef,
     )
     from csp_core.stages import OpsAttention, OrderStage
-    from csp_core.timezones import BUSINESS_TZ
     from temporalutil import search_attributes as sa
     from workflows.common import BackgroundNotices, OpsAlerts
 
@@ -88,10 +87,6 @@ PROVISIONING_RECHECK = timedelta(days=1)
 PATIENT_PROVISIONING = "patient-provisioning"
 # a tenant known for other resellers only waits for this reseller's partner acceptance.
 TENANT_OWNERSHIP = "tenant-ownership"
-
-
-def _local(dt: datetime) -> str:
-    return format_local(dt, BUSINESS_TZ, "Mexico City")
 
 
 @workflow.defn
@@ -261,7 +256,7 @@ class LicenseOrderWorkflow:
                     await workflow.wait_condition(
                         self._accepted,
                         timeout=wake_at - now,
-                        timeout_summary=f"Wait for acceptance until {_local(wake_at)}",
+                        timeout_summary=f"Wait for acceptance until {business_time(wake_at)}",
                     )
                     break
                 except TimeoutError:
@@ -292,7 +287,7 @@ class LicenseOrderWorkflow:
             if workflow.now() >= self._deadline and not self._accepted():
                 await self._enter(
                     OrderStage.EXPIRED,
-                    f"The client did not accept us as partner by {_local(self._deadline)}. "
+                    f"The client did not accept us as partner by {business_time(self._deadline)}. "
                     "Nothing was ordered.",
                 )
                 await self._notify(OrderNoticeKind.EXPIRED, deadline=self._deadline)
@@ -354,7 +349,7 @@ class LicenseOrderWorkflow:
                 self._alerts.raise_(OpsAttention.PROVISIONING_SLOW)
                 self._set_details(
                     f"Provider order `{self._placed.provider_order_id}` placed on "
-                    f"{_local(escalate_at - escalate_after)} is still not provisioned after "
+                    f"{business_time(escalate_at - escalate_after)} is still not provisioned after "
                     f"{escalate_after}; still checking daily. Ops: ask the provider."
                 )
             window = PROVISIONING_RECHECK if escalated else escalate_at - workflow.now()
@@ -378,7 +373,7 @@ class LicenseOrderWorkflow:
             if not escalated and workflow.now() < escalate_at:
                 await workflow.sleep(
                     escalate_at - workflow.now(),
-                    summary=f"Provisioning escalation at {_local(escalate_at)}",
+                    summary=f"Provisioning escalation at {business_time(escalate_at)}",
                 )
         if escalated:
             self._alerts.clear(OpsAttention.PROVISIONING_SLOW)
@@ -470,9 +465,9 @@ class LicenseOrderWorkflow:
     def _waiting_detail(self) -> str:
         assert self._waiting_since is not None and self._deadline is not None
         return (
-            f"Waiting since {_local(self._waiting_since)} for the client's Global Admin to accept "
-            f"us and Ingram Micro as partners on **{self._order.domain}**. "
-            f"Reminders sent: {self._reminders_sent}. Expires {_local(self._deadline)}."
+            f"Waiting since {business_time(self._waiting_since)} for the client's Global Admin "
+            f"to accept us and Ingram Micro as partners on **{self._order.domain}**. "
+            f"Reminders sent: {self._reminders_sent}. Expires {business_time(self._deadline)}."
         )
 
     async def _enter(self, stage: OrderStage, detail: str) -> None:

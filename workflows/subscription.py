@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.subscription import WINDOW_CLOSED, SubscriptionActivities
-    from csp_core.calendar import format_local
+    from csp_core.calendar import business_time
     from csp_core.stages import SubscriptionStatus
     from csp_core.subscriptions.values import (
         CancelNotice,
@@ -28,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionStart,
     )
     from csp_core.subscriptions.windows import change_window_end, change_window_open
-    from csp_core.timezones import BUSINESS_TZ
     from temporalutil import search_attributes as sa
     from workflows.common import BackgroundNotices, OpsAlerts
 
@@ -46,12 +45,7 @@ PROVIDER_CHANGE: dict[str, Any] = dict(
 
 # Error types of refused changes (the client sees them as the update failure's cause).
 CHANGE_REFUSED = "SubscriptionChangeRefused"
-WINDOW_CLOSED_REFUSAL = "ChangeWindowClosed"
 TRANSFER_REFUSED = "LicenseTransferRefused"
-
-
-def _local(instant: datetime) -> str:
-    return format_local(instant, BUSINESS_TZ, "Mexico City")
 
 
 @workflow.defn
@@ -209,7 +203,7 @@ class SubscriptionWorkflow:
             f"Way out: buy a new subscription on {target} with `csp order submit <order.json>`, "
             f'an order with tenant mode "link" and domain {target} for {self._start.product_name} '
             f"({self._start.sku}); then cancel this one while its window is open (until "
-            f"{_local(self._cancellable_until)}) or turn its auto-renew off."
+            f"{business_time(self._cancellable_until)}) or turn its auto-renew off."
         )
 
     # ------------------------------------------------------------------ rules
@@ -248,8 +242,8 @@ class SubscriptionWorkflow:
             raise ApplicationError(
                 f"subscription {self._start.subscription_id}: seats can only be removed within "
                 "168 h of the purchase or of the term's renewal, and that window ended at "
-                f"{_local(self._cancellable_until)}. {self._way_out()}",
-                type=WINDOW_CLOSED_REFUSAL,
+                f"{business_time(self._cancellable_until)}. {self._way_out()}",
+                type=WINDOW_CLOSED,
             )
 
     def _check_cancel(self) -> None:
@@ -258,14 +252,14 @@ class SubscriptionWorkflow:
             raise ApplicationError(
                 f"subscription {self._start.subscription_id} can only be cancelled within 168 h "
                 "of the purchase or of the term's renewal, and that window ended at "
-                f"{_local(self._cancellable_until)}. {self._way_out()}",
-                type=WINDOW_CLOSED_REFUSAL,
+                f"{business_time(self._cancellable_until)}. {self._way_out()}",
+                type=WINDOW_CLOSED,
             )
 
     def _way_out(self) -> str:
         return (
             "Way out: turn auto-renew off so it ends at the term's end "
-            f"({_local(self._term_ends_at)}), or reduce the seats at renewal, within 168 h "
+            f"({business_time(self._term_ends_at)}), or reduce the seats at renewal, within 168 h "
             "after it."
         )
 
@@ -300,7 +294,7 @@ class SubscriptionWorkflow:
             if isinstance(cause, ApplicationError) and cause.type == WINDOW_CLOSED:
                 raise ApplicationError(
                     f"the provider refused: {reason}. {self._way_out()}",
-                    type=WINDOW_CLOSED_REFUSAL,
+                    type=WINDOW_CLOSED,
                 ) from err
             raise ApplicationError(
                 f"the provider did not make the change: {reason}", type=CHANGE_REFUSED
@@ -335,11 +329,11 @@ class SubscriptionWorkflow:
             f"**{self._start.domain}** · reseller {self._start.reseller_id}",
             f"Seats: {self._seats} · {self._start.term.value} billed "
             f"{self._start.billing_cycle.value} · auto-renew {'on' if self._auto_renew else 'off'}",
-            f"Term: {_local(self._term_started_at)} → {_local(self._term_ends_at)}",
-            f"Seats can be removed / cancelled until {_local(self._cancellable_until)}",
+            f"Term: {business_time(self._term_started_at)} → {business_time(self._term_ends_at)}",
+            f"Seats can be removed / cancelled until {business_time(self._cancellable_until)}",
         ]
         if self._cancelled_at is not None:
-            lines.append(f"Cancelled at {_local(self._cancelled_at)}")
+            lines.append(f"Cancelled at {business_time(self._cancelled_at)}")
         if alerts := self._alerts.markdown():
             lines.append(alerts)
         workflow.set_current_details("\n\n".join(lines))
