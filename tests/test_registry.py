@@ -51,7 +51,7 @@ PG_SKIP = "TEST_DATABASE_URL is unset: PostgreSQL registry tests skipped"
 MEXICO = ZoneInfo("America/Mexico_City")
 CONTOSO = "contosomx.onmicrosoft.com"
 FABRIKAM = "fabrikam.onmicrosoft.com"
-HEAD = "0005_notification_delivery"
+HEAD = "0006_subscription_lifecycle"
 TABLES = {
     "tenants",
     "orders",
@@ -214,12 +214,27 @@ def test_downgrade_to_base_then_upgrade_again(engine: Engine) -> None:
         conn.execute(text(f"UPDATE subscriptions SET tenant_domain = '{FABRIKAM}'"))
 
 
+def _subscription_before_0006(engine: Engine, subscription_id: str) -> None:
+    """A subscription as releases before 0006 wrote it (today's mapping has more columns)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO subscriptions (subscription_id, tenant_domain, order_id, sku, "
+                "product_name, quantity, term, billing_cycle, unit_price, currency, status, "
+                "created_at, updated_at) VALUES (:id, :domain, 'ABS-1', 'CFQ7TTC0LH18:0001', "
+                "'Microsoft 365 Business Basic', 10, 'P1Y', 'monthly', 129.00, 'MXN', 'active', "
+                ":due, :due)"
+            ),
+            {"id": subscription_id, "due": DUE, "domain": CONTOSO},
+        )
+
+
 def test_upgrade_from_0001_keeps_recorded_charges(engine: Engine) -> None:
     migrate.upgrade(engine, "0001")
     reg = Registry(engine)
     _order(reg)
     _tenant_before_0004(engine)
-    reg.record_subscriptions("ABS-1", CONTOSO, [_line("sub-1")])
+    _subscription_before_0006(engine, "sub-1")
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -240,6 +255,13 @@ def test_upgrade_from_0001_keeps_recorded_charges(engine: Engine) -> None:
     assert reg.set_charge_status("sub-1", "2026-03", "ESCALATED", 3).escalation_level == 3
     # 0004: the tenant belongs to the reseller that recorded it.
     assert reg.tenant_resellers(CONTOSO) == {"RSL-042"}
+    # 0006: the subscription keeps its tenant binding, auto-renews, and may expire.
+    sub = reg.get_subscription("sub-1")
+    assert sub is not None
+    assert (sub.quantity, sub.auto_renew, sub.term_ends_at) == (10, True, None)
+    with pytest.raises(LicenseTransferRefused):
+        reg.move_subscription("sub-1", "fabrikam.onmicrosoft.com")
+    assert reg.set_subscription_status("sub-1", "expired").status == "expired"
 
 
 def test_from_url_migrates_sqlite(tmp_path: Path) -> None:
@@ -695,7 +717,8 @@ def test_upgrade_to_0003_gives_paid_charges_their_payment(engine: Engine) -> Non
     reg = Registry(engine)
     _order(reg)
     _tenant_before_0004(engine)
-    reg.record_subscriptions("ABS-1", CONTOSO, [_line("sub-1"), _line("sub-2")])
+    _subscription_before_0006(engine, "sub-1")
+    _subscription_before_0006(engine, "sub-2")
     with engine.begin() as conn:  # one paid and one open charge, as release 0002 wrote them
         conn.execute(
             text(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -35,14 +37,36 @@ def _run(target: str | Engine, action: str, revision: str) -> None:
         # so two processes upgrading at once run one after the other.
         with engine.execution_options(csp_write=True).connect() as connection:
             config = alembic_config(connection=connection)
-            if action == "upgrade":
-                command.upgrade(config, revision)
-            else:
-                command.downgrade(config, revision)
+            with _foreign_keys_checked_at_end(connection):
+                if action == "upgrade":
+                    command.upgrade(config, revision)
+                else:
+                    command.downgrade(config, revision)
             connection.commit()
     finally:
         if owned:
             engine.dispose()
+
+
+@contextmanager
+def _foreign_keys_checked_at_end(connection: Connection) -> Iterator[None]:
+    """SQLite changes a constraint by rebuilding the table (copy, drop, rename); with foreign
+    keys enforced, dropping a referenced table fails. So they are off while migrating (a PRAGMA
+    that only works outside a transaction) and checked before the migration commits."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            connection.rollback()
+            raise RuntimeError(f"migration left rows with broken foreign keys: {broken[:5]}")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
 
 
 def upgrade(target: str | Engine, revision: str = "head") -> None:

@@ -28,6 +28,7 @@ class SubscriptionStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
 class NewSubscription(Record):
@@ -58,6 +59,10 @@ class SubscriptionRecord(Record):
     currency: str
     status: SubscriptionStatus
     activated_at: datetime | None
+    term_started_at: datetime | None = None
+    term_ends_at: datetime | None = None
+    auto_renew: bool = True
+    cancelled_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

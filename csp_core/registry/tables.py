@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -154,7 +155,9 @@ class Subscription(Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("term IN ('P1M', 'P1Y', 'P3Y')", name="term"),
         CheckConstraint("billing_cycle IN ('monthly', 'annual')", name="billing_cycle"),
-        CheckConstraint("status IN ('pending', 'active', 'suspended', 'cancelled')", name="status"),
+        CheckConstraint(
+            "status IN ('pending', 'active', 'suspended', 'cancelled', 'expired')", name="status"
+        ),
     )
 
     subscription_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -169,8 +172,36 @@ class Subscription(Base):
     currency: Mapped[str] = mapped_column(String(3), default="MXN", server_default="MXN")
     status: Mapped[str] = mapped_column(String(16))
     activated_at: Mapped[datetime | None]
+    # The current term as the provider dates it (unknown for rows recorded before 0006).
+    term_started_at: Mapped[datetime | None]
+    term_ends_at: Mapped[datetime | None]
+    auto_renew: Mapped[bool] = mapped_column(server_default=true())
+    cancelled_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class SeatChange(Base):
+    """One accepted seat change, once per caller's change id, with the prorated amount of the
+    rest of the billing period it happened in; the next renewal charge bills it."""
+
+    __tablename__ = "seat_changes"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "change_id"),
+        Index("ix_seat_changes_subscription_id_billed_period", "subscription_id", "billed_period"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.subscription_id"))
+    change_id: Mapped[str] = mapped_column(String(200))
+    changed_at: Mapped[datetime]
+    seats_before: Mapped[int] = mapped_column(Integer)
+    seats_after: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal]
+    prorated_until: Mapped[datetime]
+    proration_amount: Mapped[Decimal]
+    billed_period: Mapped[str | None] = mapped_column(String(7))
+    created_at: Mapped[datetime]
 
 
 class Credentials(Base):
