@@ -129,6 +129,7 @@ def _subscription(resource: dict[str, Any]) -> ProviderSubscription:
     return ProviderSubscription(
         subscription_id=resource["id"],
         offer_id=resource.get("offerId", ""),
+        offer_name=resource.get("offerName") or resource.get("friendlyName") or None,
         quantity=int(resource.get("quantity", 0)),
         status=_parse_status(resource.get("status")),
         order_id=resource.get("orderId"),

@@ -132,6 +132,8 @@ class RefundableSeats(_Model):
 class ProviderSubscription(_Model):
     subscription_id: str
     offer_id: str
+    # The product as the provider names it (offerName, else the subscription's friendlyName).
+    offer_name: str | None = None
     quantity: int
     status: SubscriptionStatus
     order_id: str | None = None
@@ -192,7 +194,9 @@ class Provider(Protocol):
         """GET /v1/customers/{tenant}/subscriptions/{sub}/provisioningstatus."""
 
     async def list_subscriptions(self, tenant_id: str) -> list[ProviderSubscription]:
-        """GET /v1/customers/{tenant}/subscriptions."""
+        """GET /v1/customers/{tenant}/subscriptions: every subscription of the tenant, whoever
+        bought it and whatever its status, with its real dates (effectiveStartDate,
+        commitmentEndDate, cancellationAllowedUntilDate), auto-renew, quantity and offer."""
 
     async def set_subscription_status(
         self,
