@@ -220,11 +220,31 @@ def normalize_prefix(value: str) -> str:
     return prefix
 
 
+def tenant_domain(value: str) -> str:
+    """A tenant's initial onmicrosoft.com domain, lower-cased; ValueError says which rule it
+    breaks (link orders, and the subscription commands that name a tenant)."""
+    domain = value.strip().lower()
+    if not domain.endswith(ONMICROSOFT_SUFFIX):
+        raise ValueError(
+            "must be the tenant's initial <prefix>.onmicrosoft.com domain, "
+            "e.g. fabrikam.onmicrosoft.com"
+        )
+    try:
+        normalize_prefix(domain.removesuffix(ONMICROSOFT_SUFFIX))
+    except ValueError as err:
+        raise ValueError(f"the part before {ONMICROSOFT_SUFFIX} {err}") from None
+    return domain
+
+
+RESELLER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+RESELLER_ID_RULE = "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+
+
 class Reseller(_Model):
     id: Annotated[
         str,
-        StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"),
-        _rule("must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"),
+        StringConstraints(pattern=RESELLER_ID_PATTERN),
+        _rule(RESELLER_ID_RULE),
         CleanText,
     ]
     name: Text
@@ -312,17 +332,7 @@ class LinkTenant(_Model):
     @field_validator("domain")
     @classmethod
     def _domain(cls, value: str) -> str:
-        domain = value.strip().lower()
-        if not domain.endswith(ONMICROSOFT_SUFFIX):
-            raise ValueError(
-                "must be the tenant's initial <prefix>.onmicrosoft.com domain, "
-                "e.g. fabrikam.onmicrosoft.com"
-            )
-        try:
-            normalize_prefix(domain.removesuffix(ONMICROSOFT_SUFFIX))
-        except ValueError as err:
-            raise ValueError(f"the part before {ONMICROSOFT_SUFFIX} {err}") from None
-        return domain
+        return tenant_domain(value)
 
 
 TenantChoice = Annotated[CreateTenant | LinkTenant, Field(discriminator="mode")]

@@ -1,0 +1,263 @@
+"""Steering subscriptions: where one stands, the changes asked of its SubscriptionWorkflow, and
+the list ops filter from Temporal visibility.
+
+Plain async functions over a Temporal client, for the CLI and an HTTP API. Every change is a
+Workflow Update whose id is the caller's request id: asked again with the same id, it is
+answered as the first time and nothing is done twice. The workflow's validator refuses what
+New Commerce does not allow, with the reason and the way out, before anything runs.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from csp_core.orders.models import RESELLER_ID_PATTERN, RESELLER_ID_RULE, tenant_domain
+from csp_core.stages import SubscriptionStatus
+from csp_core.subscriptions.values import SubscriptionDetails, subscription_workflow_id
+from temporalutil import search_attributes as sa
+from workflows.subscription import SubscriptionWorkflow
+
+# Request ids become update ids, provider request ids and the seat-change ledger's change id
+# (200 characters): printable, no spaces, so they survive shells, logs and URLs.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$")
+# Partner Center subscription ids are GUIDs; other providers' ids are kept to the same safe
+# alphabet (the registry holds 128 characters).
+_SUBSCRIPTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_RESELLER_ID = re.compile(RESELLER_ID_PATTERN)
+ADOPT_HINT = "a subscription bought before this system is brought in with `csp subscriptions adopt`"
+
+
+class SubscriptionInputError(ValueError):
+    """Bad input, found before anything is asked: names the field and the rule."""
+
+
+class SubscriptionRefused(Exception):
+    """The change cannot be made; the message says why and what to do instead."""
+
+
+class SubscriptionNotFound(SubscriptionRefused):
+    """No workflow manages this subscription (unknown id, or not adopted yet)."""
+
+
+# ------------------------------------------------------------------ input
+def check_subscription_id(value: str) -> str:
+    if not _SUBSCRIPTION_ID.match(value):
+        raise SubscriptionInputError(
+            "SUBSCRIPTION_ID: must be the provider's subscription id, 1-128 letters, digits, "
+            f"'.', '_', ':' or '-' (got {value!r})"
+        )
+    return value
+
+
+def check_request_id(value: str) -> str:
+    if not _REQUEST_ID.match(value):
+        raise SubscriptionInputError(
+            "--request-id: must be 1-200 letters, digits or . _ : @ + = -, starting with a "
+            f"letter or digit (got {value!r})"
+        )
+    return value
+
+
+def new_request_id() -> str:
+    """A request id for a caller that gave none (printed, so the caller can repeat it)."""
+    return str(uuid.uuid4())
+
+
+def check_domain(value: str, option: str = "--domain") -> str:
+    try:
+        return tenant_domain(value)
+    except ValueError as err:
+        raise SubscriptionInputError(f"{option}: {err} (got {value!r})") from None
+
+
+def check_reseller_id(value: str) -> str:
+    if not _RESELLER_ID.match(value):
+        raise SubscriptionInputError(f"--reseller: {RESELLER_ID_RULE} (got {value!r})")
+    return value
+
+
+# ------------------------------------------------------------------ reads
+def subscription_handle(client: Client, subscription_id: str) -> WorkflowHandle:
+    return client.get_workflow_handle_for(
+        SubscriptionWorkflow.run, subscription_workflow_id(subscription_id)
+    )
+
+
+def _not_found(client: Client, subscription_id: str) -> SubscriptionNotFound:
+    return SubscriptionNotFound(
+        f"subscription {subscription_id} not found: no workflow "
+        f"{subscription_workflow_id(subscription_id)} in namespace {client.namespace} "
+        f"(check the subscription id; {ADOPT_HINT})"
+    )
+
+
+async def subscription_details(client: Client, subscription_id: str) -> SubscriptionDetails:
+    """Where the subscription stands: its workflow's answer, or its final details once the
+    workflow has ended (cancelled, expired)."""
+    handle = subscription_handle(client, subscription_id)
+    try:
+        description = await handle.describe()
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            return await handle.result()
+        return await handle.query(SubscriptionWorkflow.details)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise _not_found(client, subscription_id) from err
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise  # Temporal itself is unreachable: not a fact about the subscription
+        raise SubscriptionRefused(f"subscription {subscription_id}: {err.message}") from err
+
+
+# ------------------------------------------------------------------ changes
+async def add_seats(
+    client: Client, subscription_id: str, seats: int, request_id: str
+) -> SubscriptionDetails:
+    """Add seats (any time while active)."""
+    return await _change(
+        client, subscription_id, SubscriptionWorkflow.add_seats, [seats], request_id
+    )
+
+
+async def set_seats(
+    client: Client, subscription_id: str, quantity: int, request_id: str
+) -> SubscriptionDetails:
+    """Set the total seats: fewer only inside the 168 h window, never below one."""
+    return await _change(
+        client, subscription_id, SubscriptionWorkflow.set_seats, [quantity], request_id
+    )
+
+
+async def cancel(client: Client, subscription_id: str, request_id: str) -> SubscriptionDetails:
+    """Cancel inside the 168 h window (refused after it, with the way out)."""
+    return await _change(client, subscription_id, SubscriptionWorkflow.cancel, [], request_id)
+
+
+async def set_auto_renew(
+    client: Client, subscription_id: str, enabled: bool, request_id: str
+) -> SubscriptionDetails:
+    return await _change(
+        client, subscription_id, SubscriptionWorkflow.set_auto_renew, [enabled], request_id
+    )
+
+
+async def transfer(
+    client: Client, subscription_id: str, to_domain: str, request_id: str
+) -> SubscriptionDetails:
+    """Always refused (a license never leaves its tenant); the refusal names the way out."""
+    return await _change(
+        client, subscription_id, SubscriptionWorkflow.transfer, [to_domain], request_id
+    )
+
+
+async def _change(
+    client: Client, subscription_id: str, update: Any, args: Sequence[Any], request_id: str
+) -> SubscriptionDetails:
+    handle = subscription_handle(client, subscription_id)
+    try:
+        return await handle.execute_update(update, args=list(args), id=request_id)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        raise SubscriptionRefused(reason) from err
+    except RPCError as err:
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise SubscriptionRefused(f"subscription {subscription_id}: {err.message}") from err
+    # No running workflow: it has ended (its status is in its search attributes) or never was.
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise _not_found(client, subscription_id) from err
+        raise
+    status = description.typed_search_attributes.get(sa.SUBSCRIPTION_STATUS) or "closed"
+    raise SubscriptionRefused(
+        f"subscription {subscription_id} is {status} and its workflow has ended: nothing about "
+        "it can change any more; buy a new subscription with `csp order submit` if the client "
+        "needs licenses again"
+    )
+
+
+# ------------------------------------------------------------------ the list
+class SubscriptionRow(BaseModel):
+    """A subscription as visibility shows it (its workflow's search attributes)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subscription_id: str
+    domain: str | None
+    reseller_id: str | None
+    status: str | None
+    seats: int | None
+    auto_renew: bool | None
+    cancellable_until: datetime | None
+    term_ends_on: str | None
+    # RUNNING while the subscription lives; COMPLETED once cancelled or expired.
+    workflow_status: str | None
+
+
+def list_query(
+    domain: str | None = None,
+    reseller_id: str | None = None,
+    status: SubscriptionStatus | None = None,
+) -> str:
+    """The visibility query (the same one ops can paste into the Web UI or `temporal workflow
+    list --query`). Values are checked first, so none can break out of its quotes."""
+    clauses = [
+        "WorkflowType = 'SubscriptionWorkflow'",
+        # Each continue-as-new leaves a closed run behind: list the subscription once.
+        "ExecutionStatus != 'ContinuedAsNew'",
+    ]
+    if domain is not None:
+        clauses.append(f"{sa.CUSTOMER_DOMAIN.name} = '{check_domain(domain)}'")
+    if reseller_id is not None:
+        clauses.append(f"{sa.RESELLER_ID.name} = '{check_reseller_id(reseller_id)}'")
+    if status is not None:
+        clauses.append(f"{sa.SUBSCRIPTION_STATUS.name} = '{SubscriptionStatus(status).value}'")
+    return " AND ".join(clauses)
+
+
+async def list_subscriptions(
+    client: Client,
+    *,
+    domain: str | None = None,
+    reseller_id: str | None = None,
+    status: SubscriptionStatus | None = None,
+    limit: int | None = None,
+) -> list[SubscriptionRow]:
+    """Subscriptions by tenant, reseller or status, from Temporal visibility, by domain."""
+    query = list_query(domain, reseller_id, status)
+    rows = [_row(execution) async for execution in client.list_workflows(query, limit=limit)]
+    return sorted(rows, key=lambda row: (row.domain or "", row.subscription_id))
+
+
+def _row(execution: WorkflowExecution) -> SubscriptionRow:
+    found = execution.typed_search_attributes
+    return SubscriptionRow(
+        subscription_id=found.get(sa.SUBSCRIPTION_ID)
+        or execution.id.removeprefix(subscription_workflow_id("")),
+        domain=found.get(sa.CUSTOMER_DOMAIN),
+        reseller_id=found.get(sa.RESELLER_ID),
+        status=found.get(sa.SUBSCRIPTION_STATUS),
+        seats=found.get(sa.SEATS),
+        auto_renew=found.get(sa.AUTO_RENEW),
+        cancellable_until=found.get(sa.CANCELLABLE_UNTIL),
+        term_ends_on=found.get(sa.TERM_ENDS_ON),
+        workflow_status=execution.status.name if execution.status else None,
+    )
