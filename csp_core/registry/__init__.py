@@ -26,8 +26,10 @@ from csp_core.registry.notifications import NotificationRecord, NotificationStat
 from csp_core.registry.orders import OrderRecord
 from csp_core.registry.repository import Registry
 from csp_core.registry.subscriptions import (
+    AdoptedSubscription,
     LicenseRow,
     NewSubscription,
+    SoldPrice,
     SubscriptionRecord,
     SubscriptionStatus,
 )
@@ -35,6 +37,7 @@ from csp_core.registry.tenants import TenantOrigin, TenantRecord
 
 __all__ = [
     "REGISTRY_OUTAGES",
+    "AdoptedSubscription",
     "ChargeAlreadyPaid",
     "ChargeContext",
     "ChargeRecord",
@@ -50,6 +53,7 @@ __all__ = [
     "PaymentRecord",
     "Registry",
     "RegistryError",
+    "SoldPrice",
     "SubscriptionRecord",
     "SubscriptionStatus",
     "TenantConflict",

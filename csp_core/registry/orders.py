@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from csp_core.orders.models import TenantMode
 from csp_core.registry.errors import OrderConflict, UnknownOrder
@@ -73,6 +73,19 @@ class OrderStore(Store):
     def get_order(self, order_id: str) -> OrderRecord | None:
         with self._tx() as session:
             order = session.get(Order, order_id)
+            return OrderRecord.model_validate(order) if order else None
+
+    def latest_order_for(self, domain: str, reseller_id: str) -> OrderRecord | None:
+        """The reseller's most recent order on the tenant, preferring one that names the
+        reseller's contact (orders recorded before 0003 do not): who to write to about a license
+        no order of ours bought."""
+        with self._tx() as session:
+            order = session.scalars(
+                select(Order)
+                .where(Order.domain == domain.strip().lower(), Order.reseller_id == reseller_id)
+                .order_by(Order.reseller_email.is_(None), Order.created_at.desc(), Order.order_id)
+                .limit(1)
+            ).first()
             return OrderRecord.model_validate(order) if order else None
 
     def set_order_stage(

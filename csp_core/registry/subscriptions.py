@@ -46,6 +46,24 @@ class NewSubscription(Record):
     activated_at: datetime | None = None
 
 
+class AdoptedSubscription(NewSubscription):
+    """A license the provider already had, recorded with no order, as the provider dates it."""
+
+    status: SubscriptionStatus = SubscriptionStatus.ACTIVE
+    term_started_at: datetime
+    term_ends_at: datetime
+    auto_renew: bool = True
+
+
+class SoldPrice(Record):
+    """The unit price a SKU was last sold at, and where."""
+
+    unit_price: Decimal
+    subscription_id: str
+    tenant_domain: str
+    order_id: str | None
+
+
 class SubscriptionRecord(Record):
     subscription_id: str
     tenant_domain: str
@@ -129,6 +147,82 @@ class SubscriptionStore(Store):
                     )
                 records.append(SubscriptionRecord.model_validate(sub))
             return records
+
+    def adopt_subscription(
+        self, tenant_domain: str, line: AdoptedSubscription
+    ) -> tuple[SubscriptionRecord, bool]:
+        """Record a license no order of ours recorded (order_id None), with its term and
+        auto-renew; True when recorded now. A known one is kept as it is, except that a term it
+        was recorded without (before 0006) is filled in; it never moves to another tenant."""
+        tenant_domain = normalize_domain(tenant_domain)
+        now = utcnow()
+        term = {
+            "term_started_at": as_utc(line.term_started_at),
+            "term_ends_at": as_utc(line.term_ends_at),
+        }
+        with self._tx(write=True) as session:
+            if session.get(Tenant, tenant_domain) is None:
+                raise UnknownTenant(f"tenant {tenant_domain} is not recorded")
+            inserted = session.execute(
+                self._insert(Subscription)
+                .values(
+                    subscription_id=line.subscription_id,
+                    tenant_domain=tenant_domain,
+                    order_id=None,
+                    sku=line.sku,
+                    product_name=line.product_name,
+                    quantity=line.quantity,
+                    term=line.term.value,
+                    billing_cycle=line.billing_cycle.value,
+                    unit_price=line.unit_price,
+                    currency=line.currency,
+                    status=line.status.value,
+                    activated_at=as_utc(line.activated_at) if line.activated_at else None,
+                    auto_renew=line.auto_renew,
+                    created_at=now,
+                    updated_at=now,
+                    **term,
+                )
+                .on_conflict_do_nothing(index_elements=["subscription_id"])
+                .returning(Subscription.subscription_id)
+            ).first()
+            sub = session.get_one(Subscription, line.subscription_id)
+            if sub.tenant_domain != tenant_domain:
+                raise LicenseTransferRefused(line.subscription_id, sub.tenant_domain, tenant_domain)
+            if inserted is None and sub.term_started_at is None:
+                session.execute(
+                    update(Subscription)
+                    .where(
+                        Subscription.subscription_id == line.subscription_id,
+                        Subscription.term_started_at.is_(None),
+                    )
+                    .values(**term, updated_at=now),
+                    execution_options={"synchronize_session": False},
+                )
+                session.refresh(sub)
+            return SubscriptionRecord.model_validate(sub), inserted is not None
+
+    def last_sold_price(self, sku: str, tenant_domain: str | None = None) -> SoldPrice | None:
+        """The unit price PRODUCT:SKU was last sold at (with or without an availability segment),
+        on `tenant_domain` when given, else on any tenant."""
+        same_sku = (Subscription.sku == sku) | Subscription.sku.startswith(
+            f"{sku}:", autoescape=True
+        )
+        stmt = select(Subscription).where(same_sku)
+        if tenant_domain is not None:
+            stmt = stmt.where(Subscription.tenant_domain == tenant_domain.strip().lower())
+        with self._tx() as session:
+            sub = session.scalars(
+                stmt.order_by(Subscription.created_at.desc(), Subscription.subscription_id).limit(1)
+            ).first()
+            if sub is None:
+                return None
+            return SoldPrice(
+                unit_price=sub.unit_price,
+                subscription_id=sub.subscription_id,
+                tenant_domain=sub.tenant_domain,
+                order_id=sub.order_id,
+            )
 
     def set_subscription_status(
         self,

@@ -108,3 +108,9 @@ class TenantStore(Store):
         with self._tx() as session:
             tenant = session.get(Tenant, domain.strip().lower())
             return TenantRecord.model_validate(tenant) if tenant else None
+
+    def list_tenants(self) -> list[TenantRecord]:
+        """Every tenant we know, by domain."""
+        with self._tx() as session:
+            rows = session.scalars(select(Tenant).order_by(Tenant.domain))
+            return [TenantRecord.model_validate(row) for row in rows]
