@@ -18,6 +18,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.adoption import AdoptionActivities
 from activities.order import OrderActivities
 from activities.renewal import RenewalActivities
 from activities.subscription import SubscriptionActivities
@@ -32,6 +33,7 @@ from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE
 from temporalutil.client import connect
 from temporalutil.logging import configure_logging
 from temporalutil.sandbox import workflow_runner
+from workflows.adoption import SubscriptionAdoptionWorkflow
 from workflows.order import LicenseOrderWorkflow
 from workflows.renewal import RenewalPaymentWorkflow
 from workflows.renewal_cycle import RenewalCycleWorkflow
@@ -44,6 +46,7 @@ WORKFLOWS: Sequence[type] = [
     RenewalCycleWorkflow,
     RenewalPaymentWorkflow,
     SubscriptionWorkflow,
+    SubscriptionAdoptionWorkflow,
 ]
 
 
@@ -166,6 +169,13 @@ def wire_activities(
             registry=registry,
             provider=provider,
             mailer=mailer,
+            client=client,
+            task_queue=task_queue,
+            ops_email=ops_email,
+        ),
+        AdoptionActivities(
+            provider=provider,
+            registry=registry,
             client=client,
             task_queue=task_queue,
             ops_email=ops_email,

@@ -11,12 +11,22 @@ from typing import ParamSpec, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError
 
 from csp_core.notifications.mailer import MailDeliveryError, Mailer
 from csp_core.notifications.messages import Email
 from csp_core.providers.port import ProviderError
 from csp_core.registry import NotificationStatus, Registry
+from csp_core.stages import SubscriptionStatus
+from csp_core.subscriptions.values import SubscriptionStart, subscription_workflow_id
+from temporalutil import search_attributes as sa
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -52,6 +62,38 @@ def provider_failure(err: ProviderError, doing: str) -> ApplicationError:
             delay = timedelta(minutes=2)
         return ApplicationError(message, type="ProviderUnavailable", next_retry_delay=delay)
     return ApplicationError(message, type="ProviderRejected", non_retryable=True)
+
+
+async def start_subscription_workflow(
+    client: Client,
+    task_queue: str,
+    start: SubscriptionStart,
+    *,
+    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+) -> None:
+    """Start a license's SubscriptionWorkflow once: a retry (or a second caller) finds it
+    running and leaves it (USE_EXISTING). Shared by an order's activation and adoption."""
+    await client.start_workflow(
+        "SubscriptionWorkflow",
+        start,
+        id=subscription_workflow_id(start.subscription_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=id_reuse_policy,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.SUBSCRIPTION_ID, start.subscription_id),
+                SearchAttributePair(sa.SUBSCRIPTION_STATUS, SubscriptionStatus.ACTIVE.value),
+                SearchAttributePair(sa.SEATS, start.seats),
+                SearchAttributePair(sa.AUTO_RENEW, start.auto_renew),
+                SearchAttributePair(sa.CANCELLABLE_UNTIL, start.cancellable_until),
+                SearchAttributePair(sa.TERM_ENDS_ON, start.term_ends_on),
+                SearchAttributePair(sa.CUSTOMER_DOMAIN, start.domain),
+                SearchAttributePair(sa.RESELLER_ID, start.reseller_id),
+            ]
+        ),
+        static_summary=f"{start.product_name} · {start.domain} · {start.subscription_id}"[:200],
+    )
 
 
 async def in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

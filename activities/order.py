@@ -9,14 +9,15 @@ from typing import TypeVar
 import structlog
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-)
 from temporalio.exceptions import ApplicationError
 
-from activities.common import in_thread, provider_failure, request_id, send_once
+from activities.common import (
+    in_thread,
+    provider_failure,
+    request_id,
+    send_once,
+    start_subscription_workflow,
+)
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
 from csp_core.orders.failures import OrderFailure
@@ -49,10 +50,9 @@ from csp_core.registry import (
     TenantRecord,
 )
 from csp_core.secrets import SecretVault
-from csp_core.stages import OrderStage, SubscriptionStatus
-from csp_core.subscriptions.values import SubscriptionStart, subscription_workflow_id, term_end
+from csp_core.stages import OrderStage
+from csp_core.subscriptions.values import SubscriptionStart, term_end
 from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE, zone
-from temporalutil import search_attributes as sa
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -352,26 +352,7 @@ class OrderActivities:
 
     async def _start_subscription_workflow(self, start: SubscriptionStart) -> None:
         """Start it once: a retry of this activity finds it running and leaves it."""
-        await self.client.start_workflow(
-            "SubscriptionWorkflow",
-            start,
-            id=subscription_workflow_id(start.subscription_id),
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.SUBSCRIPTION_ID, start.subscription_id),
-                    SearchAttributePair(sa.SUBSCRIPTION_STATUS, SubscriptionStatus.ACTIVE.value),
-                    SearchAttributePair(sa.SEATS, start.seats),
-                    SearchAttributePair(sa.AUTO_RENEW, start.auto_renew),
-                    SearchAttributePair(sa.CANCELLABLE_UNTIL, start.cancellable_until),
-                    SearchAttributePair(sa.TERM_ENDS_ON, start.term_ends_on),
-                    SearchAttributePair(sa.CUSTOMER_DOMAIN, start.domain),
-                    SearchAttributePair(sa.RESELLER_ID, start.reseller_id),
-                ]
-            ),
-            static_summary=f"{start.product_name} · {start.domain} · {start.subscription_id}",
-        )
+        await start_subscription_workflow(self.client, self.task_queue, start)
 
     # ------------------------------------------------------------------ e-mail
     @activity.defn

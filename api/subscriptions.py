@@ -1,5 +1,5 @@
-"""Steering subscriptions: where one stands, the changes asked of its SubscriptionWorkflow, and
-the list ops filter from Temporal visibility.
+"""Steering subscriptions: where one stands, the changes asked of its SubscriptionWorkflow, the
+list ops filter from Temporal visibility, and adopting what the provider already has.
 
 Plain async functions over a Temporal client, for the CLI and an HTTP API. Every change is a
 Workflow Update whose id is the caller's request id: asked again with the same id, it is
@@ -9,10 +9,12 @@ New Commerce does not allow, with the reason and the way out, before anything ru
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -20,16 +22,35 @@ from temporalio.client import (
     Client,
     WorkflowExecution,
     WorkflowExecutionStatus,
+    WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from csp_core.orders.models import RESELLER_ID_PATTERN, RESELLER_ID_RULE, tenant_domain
+from csp_core.orders.models import (
+    CENT,
+    MAX_AMOUNT,
+    RESELLER_ID_PATTERN,
+    RESELLER_ID_RULE,
+    SKU_PATTERN,
+    tenant_domain,
+)
+from csp_core.registry import Registry
+from csp_core.settings import Settings
 from csp_core.stages import SubscriptionStatus
+from csp_core.subscriptions.adoption import (
+    AdoptionReport,
+    AdoptionRequest,
+    adoption_workflow_id,
+    product_sku,
+    unknown_tenant,
+)
 from csp_core.subscriptions.values import SubscriptionDetails, subscription_workflow_id
 from temporalutil import search_attributes as sa
+from workflows.adoption import SubscriptionAdoptionWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
 # Request ids become update ids, provider request ids and the seat-change ledger's change id
@@ -39,6 +60,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$")
 # alphabet (the registry holds 128 characters).
 _SUBSCRIPTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _RESELLER_ID = re.compile(RESELLER_ID_PATTERN)
+_SKU = re.compile(SKU_PATTERN)
+# Tenants adopted at once by `adopt_all` (each its own short workflow).
+ADOPT_CONCURRENCY = 4
 ADOPT_HINT = "a subscription bought before this system is brought in with `csp subscriptions adopt`"
 
 
@@ -89,6 +113,31 @@ def check_reseller_id(value: str) -> str:
     if not _RESELLER_ID.match(value):
         raise SubscriptionInputError(f"--reseller: {RESELLER_ID_RULE} (got {value!r})")
     return value
+
+
+def parse_price(value: str) -> tuple[str, Decimal]:
+    """`--price PRODUCT:SKU=MXN` -> (PRODUCT:SKU, amount)."""
+    sku, sep, raw = value.partition("=")
+    sku, raw = sku.strip().upper(), raw.strip()
+    if not sep or not _SKU.match(sku):
+        raise SubscriptionInputError(
+            f"--price: must be PRODUCT:SKU=MXN, e.g. CFQ7TTC0LH18:0001=129.00 (got {value!r})"
+        )
+    try:
+        amount: Decimal | None = Decimal(raw)
+    except InvalidOperation:
+        amount = None
+    if (
+        amount is None
+        or not amount.is_finite()
+        or not 0 < amount <= MAX_AMOUNT
+        or amount != amount.quantize(CENT)
+    ):
+        raise SubscriptionInputError(
+            f"--price: the unit price of {sku} must be an amount in MXN greater than 0 and at "
+            f"most {MAX_AMOUNT:,}, with at most 2 decimal places (got {raw!r})"
+        )
+    return product_sku(sku), amount.quantize(CENT)
 
 
 # ------------------------------------------------------------------ reads
@@ -261,3 +310,57 @@ def _row(execution: WorkflowExecution) -> SubscriptionRow:
         term_ends_on=found.get(sa.TERM_ENDS_ON),
         workflow_status=execution.status.name if execution.status else None,
     )
+
+
+# ------------------------------------------------------------------ adoption
+async def adopt(
+    client: Client,
+    registry: Registry,
+    domain: str,
+    settings: Settings,
+    prices: dict[str, Decimal] | None = None,
+) -> AdoptionReport:
+    """Bring the tenant's existing subscriptions at the provider under a SubscriptionWorkflow
+    each, with their real purchase dates (the worker lists them: it holds the provider's
+    credentials). Safe to repeat; a second adoption of the same tenant while one runs joins it.
+    A tenant the registry does not know is refused with the way to bring it in."""
+    domain = check_domain(domain)
+    if await asyncio.to_thread(registry.get_tenant, domain) is None:
+        raise SubscriptionRefused(unknown_tenant(domain))
+    handle = await client.start_workflow(
+        SubscriptionAdoptionWorkflow.run,
+        AdoptionRequest(domain=domain, prices=prices or {}),
+        id=adoption_workflow_id(domain),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        static_summary=f"Adopt the existing subscriptions of {domain}",
+    )
+    try:
+        return await handle.result()
+    except WorkflowFailureError as err:
+        cause = err.cause
+        if isinstance(cause, ActivityError) and cause.cause is not None:
+            cause = cause.cause  # the activity's own reason (unknown tenant, provider refusal)
+        reason = cause.message if isinstance(cause, FailureError) else str(err)
+        raise SubscriptionRefused(f"adopting {domain}: {reason}") from err
+
+
+async def adopt_all(
+    client: Client,
+    registry: Registry,
+    settings: Settings,
+    prices: dict[str, Decimal] | None = None,
+) -> list[AdoptionReport | SubscriptionRefused]:
+    """Adopt on every tenant the registry knows; one tenant's failure does not stop the others."""
+    tenants = await asyncio.to_thread(registry.list_tenants)
+    gate = asyncio.Semaphore(ADOPT_CONCURRENCY)
+
+    async def one(domain: str) -> AdoptionReport | SubscriptionRefused:
+        async with gate:
+            try:
+                return await adopt(client, registry, domain, settings, prices)
+            except SubscriptionRefused as err:
+                return err
+
+    return list(await asyncio.gather(*(one(t.domain) for t in tenants)))

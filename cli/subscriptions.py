@@ -31,6 +31,7 @@ from cli.common import (
 from csp_core.calendar import format_local
 from csp_core.settings import get_settings
 from csp_core.stages import SubscriptionStatus
+from csp_core.subscriptions.adoption import AdoptionReport, unknown_tenant
 from csp_core.subscriptions.values import SubscriptionDetails
 from csp_core.timezones import zone
 from temporalutil.client import connect
@@ -314,3 +315,74 @@ def subscriptions_list(
             f"{row.seats if row.seats is not None else '-':>5} {auto:<4} {until:<17} "
             f"{row.term_ends_on or '-':<10} {row.reseller_id or '-'}"
         )
+
+
+@subscriptions_app.command("adopt")
+def subscriptions_adopt(
+    domain: Annotated[
+        str | None,
+        typer.Option(help="Only this tenant. Default: every tenant the registry knows."),
+    ] = None,
+    price: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="PRODUCT:SKU=MXN: the unit price of a SKU this system never sold (repeatable); "
+            "otherwise the price it was last sold at is used."
+        ),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Bring the provider's subscriptions on our tenants (bought before this system, or
+    activated before this release) under a workflow each, with their real purchase dates.
+    Safe to repeat: what is already managed is left alone."""
+    wanted = checked(subscription_api.check_domain, domain) if domain else None
+    prices = dict(checked(subscription_api.parse_price, p) for p in price or [])
+    settings = get_settings()
+    registry = open_registry()
+    try:
+        if wanted is not None and registry.get_tenant(wanted) is None:
+            raise fail(unknown_tenant(wanted), EXIT_REFUSED)
+
+        async def adopt() -> list[AdoptionReport | SubscriptionRefused]:
+            client = await connect(settings)
+            if wanted is None:
+                return await subscription_api.adopt_all(client, registry, settings, prices)
+            try:
+                return [await subscription_api.adopt(client, registry, wanted, settings, prices)]
+            except SubscriptionRefused as err:
+                return [err]
+
+        outcomes = run(adopt())
+    finally:
+        registry.dispose()
+    reports = [o for o in outcomes if isinstance(o, AdoptionReport)]
+    refusals = [o for o in outcomes if isinstance(o, SubscriptionRefused)]
+    if as_json:
+        echo_json(reports)
+    elif not outcomes:
+        typer.echo("no tenants in the registry: nothing to adopt")
+    else:
+        for report in reports:
+            echo_report(report)
+    for refusal in refusals:
+        typer.secho(str(refusal), fg=typer.colors.RED, err=True)
+    if refusals:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+def echo_report(report: AdoptionReport) -> None:
+    tz = zone(get_settings().business_timezone)
+    now = datetime.now(UTC)
+    typer.echo(report.summary())
+    for sub in report.adopted:
+        window = "open until" if now < sub.cancellable_until else "closed at"
+        typer.echo(
+            f"  adopted  {sub.subscription_id}  {sub.product_name} × {sub.seats}, bought "
+            f"{format_local(sub.purchased_at, tz)}, window {window} "
+            f"{format_local(sub.cancellable_until, tz, tz.key)}; {sub.unit_price} MXN per seat "
+            f"{sub.price_source}"
+        )
+    for subscription_id in report.already_managed:
+        typer.echo(f"  managed  {subscription_id}")
+    for skipped in report.skipped:
+        typer.echo(f"  skipped  {skipped.subscription_id}: {skipped.reason}")

@@ -1,19 +1,12 @@
 """`csp subscription ...` run as a subprocess the way ops run it, against the real stack: the
 time-skipping test server with a worker running the real activities, the Partner Center sandbox
-over HTTP, the SMTP sink and the registry (tests/support/stack.py).
-
-The CLI runs as an asyncio subprocess: the worker lives in this test's event loop and must keep
-serving while the CLI waits for its answer.
-"""
+over HTTP, the SMTP sink and the registry (tests/support/stack.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
-import sys
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -21,59 +14,13 @@ import pytest
 
 from csp_core.calendar import format_local
 from csp_core.timezones import BUSINESS_TZ
+from tests.support.cli import csp, one_line, stack_env
 from tests.support.stack import Stack, example
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-REPO = Path(__file__).resolve().parents[1]
 EXIT_INVALID, EXIT_REFUSED, EXIT_NOT_FOUND = 2, 3, 4
 CONTOSO = "contosomx.onmicrosoft.com"
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def cli_env(stack: Stack) -> dict[str, str]:
-    """The stack's Temporal, task queue and registry; nothing else from this environment."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TEMPORAL_", "DATABASE_", "SECRETS_", "TASK_QUEUE"))
-    }
-    env.update(
-        TEMPORAL_ADDRESS=stack.env.client.service_client.config.target_host,
-        TASK_QUEUE=stack.task_queue,
-        DATABASE_URL=f"sqlite:///{stack.registry_path}",
-        NO_COLOR="1",
-        PYTHONIOENCODING="utf-8",
-        COLUMNS="200",
-    )
-    return env
-
-
-async def csp(env: dict[str, str], *args: str) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "starter.py",
-        *args,
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 async def active_contoso(stack: Stack) -> tuple[str, str]:
@@ -86,7 +33,7 @@ async def active_contoso(stack: Stack) -> tuple[str, str]:
 
 async def test_show_then_seats_up_and_back_inside_the_window(stack: Stack) -> None:
     sub_id, tenant_id = await active_contoso(stack)
-    env = cli_env(stack)
+    env = stack_env(stack)
 
     shown = await csp(env, "subscription", "show", sub_id, "--json")
     assert shown.returncode == 0, shown.stderr
@@ -132,7 +79,7 @@ async def test_show_then_seats_up_and_back_inside_the_window(stack: Stack) -> No
 
 async def test_a_transfer_exits_3_with_the_rule_and_the_way_out(stack: Stack) -> None:
     sub_id, _ = await active_contoso(stack)
-    env = cli_env(stack)
+    env = stack_env(stack)
 
     result = await csp(
         env, "subscription", "transfer", sub_id, "--to-domain", "fabrikam.onmicrosoft.com"
@@ -147,7 +94,7 @@ async def test_a_transfer_exits_3_with_the_rule_and_the_way_out(stack: Stack) ->
 
 async def test_auto_renew_off_then_cancel_inside_the_window_and_nothing_more(stack: Stack) -> None:
     sub_id, tenant_id = await active_contoso(stack)
-    env = cli_env(stack)
+    env = stack_env(stack)
 
     off = await csp(env, "subscription", "auto-renew", sub_id, "--off", "--request-id", "off-1")
     assert off.returncode == 0, off.stderr
@@ -168,7 +115,7 @@ async def test_auto_renew_off_then_cancel_inside_the_window_and_nothing_more(sta
 
 async def test_outside_the_window_removing_a_seat_exits_3_naming_its_end(stack: Stack) -> None:
     sub_id, tenant_id = await active_contoso(stack)
-    env = cli_env(stack)
+    env = stack_env(stack)
     shown = json.loads((await csp(env, "subscription", "show", sub_id, "--json")).stdout)
     end = datetime.fromisoformat(shown["cancellable_until"])
     await stack.env.sleep(end - await stack.env.get_current_time())  # 168 h after the purchase
@@ -182,7 +129,7 @@ async def test_outside_the_window_removing_a_seat_exits_3_naming_its_end(stack: 
 
 
 async def test_an_unknown_subscription_exits_4_and_says_how_to_adopt(stack: Stack) -> None:
-    env = cli_env(stack)
+    env = stack_env(stack)
 
     for command in (["show"], ["cancel"], ["seats", "--add", "1"]):
         result = await csp(env, "subscription", command[0], "no-such-sub", *command[1:])

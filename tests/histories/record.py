@@ -125,3 +125,25 @@ async def test_subscription_seats_auto_renew_then_cancelled(stack: Stack, out: P
     await handle.execute_update(SubscriptionWorkflow.cancel, id="record-cancel")
     await stack.result(handle)
     await save(handle, out, "subscription_changed_then_cancelled")
+
+
+async def test_adoption_of_northwind(stack: Stack, out: Path) -> None:
+    """From v6: adopting a tenant's existing subscriptions (one bought before this system, two
+    managed already by the order that linked the tenant)."""
+    from decimal import Decimal
+
+    from api import subscriptions as subscription_api
+    from csp_core.subscriptions.adoption import adoption_workflow_id
+
+    await stack.settle(await stack.submit(example("order-create.json")))
+    await stack.settle(await stack.submit(example("order-link-ours.json")))
+    report = await subscription_api.adopt(
+        stack.env.client,
+        stack.registry,
+        "northwind.onmicrosoft.com",
+        stack.settings,
+        {"CFQ7TTC0LH18:0001": Decimal("129.00")},
+    )
+    assert len(report.adopted) == 1
+    handle = stack.env.client.get_workflow_handle(adoption_workflow_id(report.domain))
+    await save(handle, out, "adoption_northwind")
