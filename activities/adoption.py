@@ -121,6 +121,8 @@ class AdoptionActivities:
     ) -> Candidate | str:
         if (why := not_live(sub)) is not None:
             return why
+        if sub.quantity < 1:
+            return f"the provider shows {sub.quantity} seats on an active subscription"
         dates = purchase_dates(sub)
         if dates is None:
             return "the provider gives no purchase date, so its 168 h window cannot be known"
