@@ -1,13 +1,26 @@
-"""Renewal billing rules: which subscriptions owe a charge in a period, when it is due, and the
-escalation ladder before the payment cutoff (day 26, 00:00 in the business time zone).
+"""Renewal billing rules: which subscriptions owe a charge in a period, when it is due, what it
+amounts to (seats, and the prorations of seat changes), and the escalation ladder before the
+payment cutoff (day 26, 00:00 in the business time zone).
 
 Pure functions of their inputs, so workflows use them deterministically and tests pin instants.
+
+Seat changes and the charges ledger:
+- A period's charge bills the seats in force when the period starts × unit price, for the whole
+  period (monthly billing: the month; annual billing: the year from its renewal month), plus the
+  prorations not billed yet of the seat changes made before the period starts.
+- A seat change at instant t is prorated from t to the end of the billing period t falls in (the
+  start of the next period that owes a charge): (seats_after - seats_before) × unit price ×
+  (time left / the billing period's length), rounded to the cent. Positive for seats added (owed
+  for the rest of a period already billed at the old quantity), negative for seats removed inside
+  the 168 h window (a credit).
+- A charge never goes below zero: credits beyond it carry over to the next charge.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Annotated
 
@@ -39,13 +52,16 @@ class LadderStep(BaseModel):
     number: int = 0  # reminder number, for reminders
 
 
+DEFAULT_CUTOFF_DAY = 26
+
+
 class RenewalPolicy(BaseModel):
     """The business settings of the renewal ladder, snapshotted into each workflow's input."""
 
     model_config = ConfigDict(frozen=True)
 
     timezone: str = DEFAULT_BUSINESS_TIMEZONE
-    cutoff_day: Annotated[int, Field(ge=2, le=28)] = 26
+    cutoff_day: Annotated[int, Field(ge=2, le=28)] = DEFAULT_CUTOFF_DAY
     reminder_days: list[int] = [15, 20]
     escalation_day: Annotated[int, Field(ge=1, le=28)] = 23
     final_notice_day: Annotated[int, Field(ge=1, le=28)] = 25
@@ -91,6 +107,13 @@ def local_instant(period: str, day: int, at: time, timezone: str) -> datetime:
 
 def period_start(period: str, timezone: str = DEFAULT_BUSINESS_TIMEZONE) -> datetime:
     return local_instant(period, 1, time(0, 0), timezone)
+
+
+def months_after(period: str, months: int) -> str:
+    """The period `months` calendar months after `period` (before it when negative)."""
+    year, month = parse_period(period)
+    index = year * 12 + month - 1 + months
+    return format_period(index // 12, index % 12 + 1)
 
 
 def cutoff_at(period: str, policy: RenewalPolicy) -> datetime:
@@ -165,6 +188,104 @@ def owes_charge(
     if billing_cycle == "monthly":
         return True
     return (year, month) != first and month == first[1]
+
+
+class BillingSpan(BaseModel):
+    """A billing period: what one charge pays for, [starts_at, ends_at). It ends where the
+    period `next_charge` (YYYY-MM) starts, whose charge pays for the following span."""
+
+    model_config = ConfigDict(frozen=True)
+
+    starts_at: datetime
+    ends_at: datetime
+    next_charge: str
+    months: int  # 1 for monthly billing, 12 for annual
+    timezone: str = DEFAULT_BUSINESS_TIMEZONE
+
+    @property
+    def length(self) -> timedelta:
+        return self.ends_at - self.starts_at
+
+    def following(self) -> BillingSpan:
+        """The span the charge of `next_charge` pays for."""
+        upcoming = months_after(self.next_charge, self.months)
+        return self.model_copy(
+            update={
+                "starts_at": self.ends_at,
+                "ends_at": period_start(upcoming, self.timezone),
+                "next_charge": upcoming,
+            }
+        )
+
+
+def next_charge_period(
+    billing_cycle: str, activated_at: datetime | None, instant: datetime, policy: RenewalPolicy
+) -> str:
+    """The first period starting after `instant` in which the subscription owes a charge:
+    the next month for monthly billing, the next renewal month for annual billing (the month
+    of its first billing period, 12, 24 … months on; the first year was paid with the order)."""
+    following = next_period(period_of(instant, policy.timezone))
+    if billing_cycle == "monthly" or activated_at is None:
+        return following
+    first = first_billing_period(activated_at, policy)
+    year, month = parse_period(following)
+    first_year, first_month = parse_period(first)
+    months = (year - first_year) * 12 + month - first_month
+    years = max(1, -(-months // 12))  # ceiling, and never the first (already paid) year
+    return months_after(first, 12 * years)
+
+
+def billing_span(
+    billing_cycle: str, activated_at: datetime | None, instant: datetime, policy: RenewalPolicy
+) -> BillingSpan:
+    """The billing period `instant` falls in: it ends when the next charge's period starts
+    (monthly: day 1 00:00 local of the next month; annual: the next renewal month's day 1) and
+    lasts one month or one year."""
+    upcoming = next_charge_period(billing_cycle, activated_at, instant, policy)
+    months = 1 if billing_cycle == "monthly" or activated_at is None else 12
+    return BillingSpan(
+        starts_at=period_start(months_after(upcoming, -months), policy.timezone),
+        ends_at=period_start(upcoming, policy.timezone),
+        next_charge=upcoming,
+        months=months,
+        timezone=policy.timezone,
+    )
+
+
+_CENT = Decimal("0.01")
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def prorate_seat_change(
+    seats_before: int,
+    seats_after: int,
+    unit_price: Decimal,
+    changed_at: datetime,
+    span: BillingSpan,
+    whole_periods: int = 0,
+) -> Decimal:
+    """What a seat change at `changed_at` adds to (or, negative, credits on) the next charge:
+    (seats_after - seats_before) × unit price × (time from the change to the end of its billing
+    period / the period's length), rounded half-up to the cent.
+
+    The share is clamped to 0..1: a change before the span starts (annual billing, activated
+    after the cutoff, changed before its first billing period) counts as a whole period, one at
+    or after its end as nothing. `whole_periods` adds following periods whole: those whose
+    charge was already paid at the old quantity when the change was recorded."""
+    left = min(max(span.ends_at - changed_at, timedelta(0)), span.length)
+    share = Decimal(left // _MICROSECOND) / Decimal(span.length // _MICROSECOND) + whole_periods
+    amount = Decimal(seats_after - seats_before) * Decimal(unit_price) * share
+    return amount.quantize(_CENT, rounding=ROUND_HALF_UP)
+
+
+def charge_total(base: Decimal, prorations: Iterable[Decimal]) -> tuple[Decimal, Decimal]:
+    """A charge's amount and the credit it carries to the next charge: the base (seats × unit
+    price) plus the prorations it bills; below zero the charge is 0.00 and the rest (negative)
+    carries over."""
+    total = base + sum(prorations, Decimal(0))
+    if total < 0:
+        return Decimal("0.00"), total.quantize(_CENT)
+    return total.quantize(_CENT), Decimal("0.00")
 
 
 # The registry keeps amounts as NUMERIC(12, 2): a charge above this cannot be recorded.
