@@ -2,7 +2,7 @@
 
 SQLAlchemy 2 + Alembic, on SQLite (default, development) or PostgreSQL (production). `Registry`
 (repository.py) is the one facade over one store per aggregate (orders.py, tenants.py,
-subscriptions.py, credentials.py, notifications.py, charges.py).
+subscriptions.py, credentials.py, notifications.py, charges.py, seat_changes.py).
 """
 
 from csp_core.registry.charges import ChargeContext, ChargeRecord, PaymentRecord
@@ -25,6 +25,7 @@ from csp_core.registry.errors import (
 from csp_core.registry.notifications import NotificationRecord, NotificationStatus
 from csp_core.registry.orders import OrderRecord
 from csp_core.registry.repository import Registry
+from csp_core.registry.seat_changes import SeatChangeRecord
 from csp_core.registry.subscriptions import (
     AdoptedSubscription,
     LicenseRow,
@@ -53,6 +54,7 @@ __all__ = [
     "PaymentRecord",
     "Registry",
     "RegistryError",
+    "SeatChangeRecord",
     "SoldPrice",
     "SubscriptionRecord",
     "SubscriptionStatus",

@@ -1,4 +1,10 @@
-"""Renewal charges and the payments recorded towards them."""
+"""Renewal charges and the payments recorded towards them.
+
+A period's charge (`bill_period`) is the seats in force when the period starts × unit price,
+plus the prorations of seat changes made before it starts that no other charge billed (the
+seat changes ledger); those rows are marked billed by it in the same transaction (ledger.py).
+Credits beyond the charge leave it at 0.00 and carry over to the next charge.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,14 @@ from sqlalchemy.orm import Session
 
 from csp_core.calendar import parse_period
 from csp_core.registry.errors import ChargeAlreadyPaid, UnknownCharge, UnknownSubscription
+from csp_core.registry.ledger import (
+    SETTLED,
+    charge_row,
+    check_amount,
+    lock_subscription,
+    price_charge,
+    write_charge,
+)
 from csp_core.registry.store import Record, Store
 from csp_core.registry.tables import (
     Order,
@@ -23,8 +37,6 @@ from csp_core.registry.tables import (
 )
 from csp_core.renewals.billing import MAX_CHARGE_AMOUNT
 from csp_core.stages import PaymentStatus
-
-SETTLED = frozenset({PaymentStatus.PAID, PaymentStatus.REACTIVATED})
 
 
 class ChargeRecord(Record):
@@ -89,51 +101,37 @@ class ChargeStore(Store):
     def upsert_charge(
         self, subscription_id: str, period: str, amount: Decimal, due_at: datetime
     ) -> ChargeRecord:
-        """Create the period's charge; an open one takes the new amount/due date, a paid one
-        never changes. An amount the NUMERIC(12, 2) column cannot hold is refused here, the
-        same on SQLite (which would store it) as on PostgreSQL (which would fail)."""
+        """Create the period's charge with the given amount; an open one takes the new
+        amount/due date, a paid one never changes. An amount the NUMERIC(12, 2) column cannot
+        hold is refused. The renewal cycle uses `bill_period`, which prices it."""
         _check_period(period)
-        if not (Decimal(amount).is_finite() and 0 <= Decimal(amount) <= MAX_CHARGE_AMOUNT):
-            raise ValueError(f"amount: must be within 0..{MAX_CHARGE_AMOUNT} MXN (got {amount})")
-        now = utcnow()
-        insert = self._insert(RenewalCharge).values(
-            subscription_id=subscription_id,
-            period=period,
-            amount=Decimal(amount),
-            currency="MXN",
-            status=PaymentStatus.PENDING.value,
-            due_at=as_utc(due_at),
-            created_at=now,
-            updated_at=now,
-        )
-        stmt = insert.on_conflict_do_update(
-            index_elements=["subscription_id", "period"],
-            set_={
-                "amount": insert.excluded.amount,
-                "due_at": insert.excluded.due_at,
-                "updated_at": insert.excluded.updated_at,
-            },
-            where=(
-                RenewalCharge.status.not_in([s.value for s in SETTLED])
-                & (
-                    RenewalCharge.amount.is_distinct_from(insert.excluded.amount)
-                    | RenewalCharge.due_at.is_distinct_from(insert.excluded.due_at)
-                )
-            ),
-        )
+        check_amount(amount)
         with self._tx(write=True) as session:
             if session.get(Subscription, subscription_id) is None:
                 raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
-            session.execute(stmt)
+            write_charge(session, self._insert, subscription_id, period, amount, due_at)
             return ChargeRecord.model_validate(self._charge(session, subscription_id, period))
+
+    def bill_period(
+        self, subscription_id: str, period: str, starts_at: datetime, due_at: datetime
+    ) -> ChargeRecord:
+        """Record the charge of `period` (which starts at `starts_at`), priced from the ledger:
+        the seats in force at `starts_at` × unit price, plus the unbilled prorations of seat
+        changes made before `starts_at`, which are marked billed by this period in the same
+        transaction. Below zero it is 0.00 and the rest is carried to the next charge.
+
+        Idempotent: recorded again (a cycle re-run, a retried activity), an open charge comes
+        out the same (plus any change that reached the ledger since with an earlier date); a
+        settled one never changes and bills nothing."""
+        _check_period(period)
+        with self._tx(write=True) as session:
+            sub = lock_subscription(session, subscription_id)
+            charge = price_charge(session, self._insert, sub, period, starts_at, due_at)
+            return ChargeRecord.model_validate(charge)
 
     @staticmethod
     def _charge(session: Session, subscription_id: str, period: str) -> RenewalCharge | None:
-        return session.scalars(
-            select(RenewalCharge)
-            .where(RenewalCharge.subscription_id == subscription_id, RenewalCharge.period == period)
-            .execution_options(populate_existing=True)
-        ).one_or_none()
+        return charge_row(session, subscription_id, period)
 
     def _require_charge(self, session: Session, subscription_id: str, period: str) -> RenewalCharge:
         charge = self._charge(session, subscription_id, period)

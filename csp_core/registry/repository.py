@@ -1,7 +1,8 @@
 """The registry: which tenants, orders, licenses, credentials, e-mails and renewal charges exist.
 
 One facade, `Registry`, over one store per aggregate (orders, tenants, subscriptions,
-credentials, the e-mail ledger, renewal charges), each in its own module with its records.
+credentials, the e-mail ledger, renewal charges, the seat changes ledger), each in its own
+module with its records.
 
 Activities call it through `asyncio.to_thread`, so each method runs its own short transaction on
 its own session (the engine is thread-safe) and returns immutable records, never ORM objects.
@@ -21,6 +22,7 @@ from csp_core.registry.engine import make_engine
 from csp_core.registry.migrate import upgrade
 from csp_core.registry.notifications import NotificationStore
 from csp_core.registry.orders import OrderStore
+from csp_core.registry.seat_changes import SeatChangeStore
 from csp_core.registry.subscriptions import SubscriptionStore
 from csp_core.registry.tenants import TenantStore
 
@@ -29,7 +31,13 @@ if TYPE_CHECKING:
 
 
 class Registry(
-    OrderStore, TenantStore, SubscriptionStore, CredentialStore, NotificationStore, ChargeStore
+    OrderStore,
+    TenantStore,
+    SubscriptionStore,
+    CredentialStore,
+    NotificationStore,
+    ChargeStore,
+    SeatChangeStore,
 ):
     """Thread-safe access to the registry database. One session and transaction per call."""
 
