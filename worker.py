@@ -26,6 +26,7 @@ from csp_core.notifications.mailer import Mailer, SmtpMailer
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.providers.port import Provider
 from csp_core.registry import Registry
+from csp_core.renewals.billing import DEFAULT_CUTOFF_DAY
 from csp_core.renewals.values import renewal_cycle_queue
 from csp_core.secrets import SecretVault
 from csp_core.settings import Settings, get_settings
@@ -133,6 +134,7 @@ async def build_activities(
         task_queue=settings.task_queue,
         ops_email=settings.ops_email,
         business_timezone=settings.business_timezone,
+        payment_cutoff_day=settings.payment_cutoff_day,
     )
 
 
@@ -146,6 +148,7 @@ def wire_activities(
     task_queue: str,
     ops_email: str,
     business_timezone: str = DEFAULT_BUSINESS_TIMEZONE,
+    payment_cutoff_day: int = DEFAULT_CUTOFF_DAY,
 ) -> list[object]:
     """Every activity class, holding its injected clients (tests and benchmarks pass theirs)."""
     return [
@@ -164,6 +167,7 @@ def wire_activities(
             registry=registry,
             mailer=mailer,
             business_timezone=business_timezone,
+            payment_cutoff_day=payment_cutoff_day,
         ),
         RenewalActivities(
             registry=registry,

@@ -28,9 +28,9 @@ from csp_core.renewals.billing import (
     REACTIVATION_RETRY_EVERY,
     RenewalPolicy,
     StepKind,
-    charge_amount,
     cutoff_at,
     owes_charge,
+    period_start,
 )
 from csp_core.renewals.values import (
     ChargeFailure,
@@ -83,10 +83,14 @@ class RenewalActivities:
     async def prepare_period_charges(self, period: str, policy: RenewalPolicy) -> PreparedCharges:
         """Record the period's charge for every subscription that owes one (idempotent).
 
+        Only active and suspended subscriptions are listed: a cancelled or expired one owes no
+        later charge. A charge is the seats in force when the period starts × unit price plus
+        the prorations of earlier seat changes no charge billed yet (Registry.bill_period).
         A subscription whose charge cannot be recorded (its amount does not fit, its data is
         refused) is skipped and reported; the database being unreachable fails the activity,
         which Temporal retries."""
         due_at = cutoff_at(period, policy)
+        starts_at = period_start(period, policy.timezone)
         after, recorded, failed = "", 0, []
         while True:
             subs = await in_thread(
@@ -97,9 +101,14 @@ class RenewalActivities:
             for sub in subs:
                 try:
                     if owes_charge(sub.billing_cycle, sub.activated_at, period, policy):
-                        amount = charge_amount(sub.quantity, sub.unit_price)
+                        # Seats in force at the period's start × unit price, plus the seat
+                        # changes' prorations not billed yet (the registry's ledger).
                         await in_thread(
-                            self.registry.upsert_charge, sub.subscription_id, period, amount, due_at
+                            self.registry.bill_period,
+                            sub.subscription_id,
+                            period,
+                            starts_at,
+                            due_at,
                         )
                         recorded += 1
                 except Exception as err:

@@ -14,7 +14,8 @@ from activities.common import in_thread, provider_failure, request_id, send_once
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
 from csp_core.providers.port import WINDOW_CLOSED_CODES, Provider, ProviderError
-from csp_core.registry import Registry
+from csp_core.registry import Registry, UnknownSubscription
+from csp_core.renewals.billing import DEFAULT_CUTOFF_DAY, RenewalPolicy, billing_span
 from csp_core.subscriptions.values import CancelNotice, SeatsChanged, SubscriptionRef
 from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE, zone
 
@@ -30,13 +31,20 @@ class SubscriptionActivities:
     registry: Registry
     mailer: Mailer
     business_timezone: str = DEFAULT_BUSINESS_TIMEZONE
+    payment_cutoff_day: int = DEFAULT_CUTOFF_DAY  # dates annual billing's renewal month
 
     @activity.defn
     async def change_seats(
         self, ref: SubscriptionRef, quantity: int, change_id: str
     ) -> SeatsChanged:
         """Set the total seats at the provider, then in the registry. `change_id` is the
-        caller's request id: it derives the MS-RequestId, so a retry asks the same question."""
+        caller's request id: it derives the MS-RequestId, so a retry asks the same question.
+
+        The registry records the new quantity and the change's proration in one transaction,
+        once per change id (the seat changes ledger): from the change to the end of the billing
+        period it falls in, billed by the next renewal charge. The change is dated when the
+        workflow scheduled it (the first attempt's scheduled time, on the workflow's clock), so
+        a retry after a lost answer dates and prorates it the same."""
         try:
             answer = await self.provider.change_quantity(
                 ref.tenant_id,
@@ -46,8 +54,27 @@ class SubscriptionActivities:
             )
         except ProviderError as err:
             raise _refusal(err, f"changing {ref.subscription_id} to {quantity} seat(s)") from err
-        await in_thread(
-            self.registry.set_subscription_quantity, ref.subscription_id, answer.quantity
+        sub = await in_thread(self.registry.get_subscription, ref.subscription_id)
+        if sub is None:
+            raise UnknownSubscription(f"subscription {ref.subscription_id} is not recorded")
+        changed_at = activity.info().scheduled_time
+        policy = RenewalPolicy(timezone=self.business_timezone, cutoff_day=self.payment_cutoff_day)
+        span = billing_span(sub.billing_cycle, sub.activated_at, changed_at, policy)
+        change, newly = await in_thread(
+            self.registry.record_seat_change,
+            ref.subscription_id,
+            change_id,
+            changed_at,
+            answer.quantity,
+            span,
+        )
+        log.info(
+            "seat_change_recorded" if newly else "seat_change_already_recorded",
+            subscription_id=ref.subscription_id,
+            seats_before=change.seats_before,
+            seats_after=change.seats_after,
+            proration=str(change.proration_amount),
+            prorated_until=change.prorated_until.isoformat(),
         )
         return SeatsChanged(seats=answer.quantity)
 
