@@ -6,13 +6,19 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
 from api import renewals as renewal_api
 from cli.common import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_REFUSED, fail, open_registry, run
 from csp_core.calendar import format_local
-from csp_core.registry import ChargeAlreadyPaid, UnknownCharge, UnknownSubscription
+from csp_core.registry import (
+    ChargeAlreadyPaid,
+    SeatChangeRecord,
+    UnknownCharge,
+    UnknownSubscription,
+)
 from csp_core.renewals.billing import MAX_CHARGE_AMOUNT, open_period, parse_period
 from csp_core.renewals.values import CycleResult
 from csp_core.settings import get_settings
@@ -108,14 +114,28 @@ def renewals_status(
     status: Annotated[PaymentStatus | None, typer.Option(help="Only this status.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Renewal charges with their status, escalation and due time."""
+    """Renewal charges with their status, escalation and due time, and the proration lines
+    (seat changes, carried credits) each one bills."""
     registry = open_registry()
     try:
         charges = registry.list_charges(period, status)
+        lines: dict[tuple[str, str | None], list[SeatChangeRecord]] = {}
+        for change in registry.list_billed_seat_changes(period):
+            lines.setdefault((change.subscription_id, change.billed_period), []).append(change)
     finally:
         registry.dispose()
     if as_json:
-        rows = [{**c.model_dump(mode="json"), "amount_due": str(c.amount_due)} for c in charges]
+        rows = [
+            {
+                **c.model_dump(mode="json"),
+                "amount_due": str(c.amount_due),
+                "seat_changes": [
+                    change.model_dump(mode="json", exclude={"id", "subscription_id"})
+                    for change in lines.get((c.subscription_id, c.period), [])
+                ],
+            }
+            for c in charges
+        ]
         typer.echo(json.dumps(rows, indent=2))
         return
     if not charges:
@@ -133,6 +153,19 @@ def renewals_status(
             f"{c.status.value:<12} {c.escalation_level:>5} "
             f"{format_local(c.due_at, tz)}{paid}"
         )
+        for change in lines.get((c.subscription_id, c.period), []):
+            typer.echo(f"{'':<9}{_seat_change_line(change, tz)}")
+
+
+def _seat_change_line(change: SeatChangeRecord, tz: ZoneInfo) -> str:
+    """A proration line billed by a charge, shown under it by `renewals status`."""
+    if change.is_carry_over:
+        return f"credit {change.proration_amount:+} carried over from {change.carried_from}"
+    return (
+        f"proration {change.proration_amount:+}: seats {change.seats_before} → "
+        f"{change.seats_after} on {format_local(change.changed_at, tz)}, until "
+        f"{format_local(change.prorated_until, tz)}, at {change.unit_price} each"
+    )
 
 
 def _paid_at(value: str | None, timezone: str) -> datetime | None:

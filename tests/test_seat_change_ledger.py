@@ -7,6 +7,7 @@ The subscription: 10 seats of M365 Business Basic at 129.00, billed monthly, act
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -15,7 +16,17 @@ import pytest
 from csp_core.registry import Registry, UnknownSubscription
 from csp_core.renewals.billing import RenewalPolicy, billing_span, cutoff_at, period_start
 from csp_core.timezones import BUSINESS_TZ
-from tests.test_registry import _concurrently, engine, licensed, registry  # noqa: F401
+from tests.test_cli import cli_env, csp  # noqa: F401
+from tests.test_registry import (  # noqa: F401
+    CONTOSO,
+    _concurrently,
+    _line,
+    _order,
+    _tenant,
+    engine,
+    licensed,
+    registry,
+)
 
 POLICY = RenewalPolicy()
 ACTIVATED = datetime(2026, 1, 10, 9, 0, tzinfo=BUSINESS_TZ)
@@ -187,3 +198,48 @@ def test_unknown_subscriptions_and_reserved_change_ids_are_refused(ledger: Regis
         ledger.record_seat_change("sub-1", "req-0", mx(2026, 3, 2), 0, span)
     assert ledger.list_seat_changes("sub-1") == []
     assert ledger.get_subscription("sub-1").quantity == 10
+
+
+def test_renewals_status_shows_the_proration_lines_under_their_charge(
+    cli_env: dict[str, str],  # noqa: F811
+) -> None:
+    """`csp renewals status`: sub-1 added 5 seats mid-March (April bills them); sub-2 went from
+    10 seats to 1 on 1 March, a credit April cannot absorb, so May bills the rest."""
+    reg = Registry.from_url(cli_env["DATABASE_URL"])
+    try:
+        _order(reg)
+        _tenant(reg)
+        reg.record_subscriptions("ABS-1", CONTOSO, [_line("sub-1"), _line("sub-2")])
+        for sub in ("sub-1", "sub-2"):
+            reg.set_subscription_status(sub, "active", activated_at=ACTIVATED)
+        span = billing_span("monthly", ACTIVATED, mx(2026, 3, 16, 12), POLICY)
+        reg.record_seat_change("sub-1", "req-add-5", mx(2026, 3, 16, 12), 15, span)
+        reg.record_seat_change("sub-2", "req-remove-9", mx(2026, 3, 1), 1, span)
+        for sub in ("sub-1", "sub-2"):
+            for period in ("2026-04", "2026-05"):
+                reg.bill_period(sub, period, period_start(period), cutoff_at(period, POLICY))
+    finally:
+        reg.dispose()
+
+    result = csp(cli_env, "renewals", "status")
+    as_json = csp(cli_env, "renewals", "status", "--period", "2026-04", "--json")
+
+    assert result.returncode == 0, result.stderr
+    _, *rows = result.stdout.strip().splitlines()
+    assert [row.split()[:3] for row in rows if row.startswith("2026")] == [
+        ["2026-04", "sub-1", "2257.50"],
+        ["2026-04", "sub-2", "0.00"],
+        ["2026-05", "sub-1", "1935.00"],
+        ["2026-05", "sub-2", "0.00"],
+    ]
+    lines = [row.strip() for row in rows if not row.startswith("2026")]
+    until = "until 2026-04-01 00:00, at 129.00 each"
+    assert lines == [
+        f"proration +322.50: seats 10 → 15 on 2026-03-16 12:00, {until}",
+        f"proration -1161.00: seats 10 → 1 on 2026-03-01 00:00, {until}",
+        "credit -1032.00 carried over from 2026-04",
+    ]
+    assert as_json.returncode == 0, as_json.stderr
+    [sub_1, sub_2] = json.loads(as_json.stdout)
+    assert [c["proration_amount"] for c in sub_1["seat_changes"]] == ["322.50"]
+    assert sub_1["amount"] == "2257.50" and sub_2["seat_changes"][0]["seats_after"] == 1
