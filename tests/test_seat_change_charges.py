@@ -10,11 +10,12 @@ does.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -25,6 +26,7 @@ from csp_core.renewals.values import CycleResult, renewal_workflow_id
 from csp_core.stages import SubscriptionStatus
 from csp_core.subscriptions.values import SubscriptionDetails
 from csp_core.timezones import BUSINESS_TZ
+from tests.support.faults import ProviderWire, RegistryOutage
 from tests.support.stack import Stack, example
 from workflows.renewal import RenewalPaymentWorkflow
 from workflows.subscription import SubscriptionWorkflow
@@ -85,6 +87,24 @@ async def run_cycle(stack: Stack, period: str) -> CycleResult:
     return await stack.env.client.get_workflow_handle(cycle.id, result_type=CycleResult).result()
 
 
+async def change_scheduled_at(handle: WorkflowHandle) -> list[tuple[datetime, int]]:
+    """When the workflow scheduled each seat change (its own clock), with the attempt that
+    completed it: from the subscription workflow's history."""
+    history = await handle.fetch_history()
+    scheduled: dict[int, datetime] = {}
+    found = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = event.activity_task_scheduled_event_attributes
+            if attrs.activity_type.name == "change_seats":
+                scheduled[event.event_id] = event.event_time.ToDatetime(tzinfo=UTC)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attrs = event.activity_task_started_event_attributes
+            if attrs.scheduled_event_id in scheduled:
+                found.append((scheduled[attrs.scheduled_event_id], attrs.attempt))
+    return found
+
+
 async def renewal_notices(stack: Stack) -> list[Any]:
     """The renewal notices the sink received, once at least one has arrived (the payment
     workflow sends its opening notice beside its first steps)."""
@@ -115,7 +135,8 @@ async def test_a_seat_change_changes_the_next_charge(stack: Stack) -> None:
 
     assert answer.seats == 15 and stack.registry.get_subscription(sub_id).quantity == 15
     [change] = stack.registry.list_seat_changes(sub_id)
-    assert asked_at <= change.changed_at < asked_at + timedelta(minutes=1)  # workflow's clock
+    assert await change_scheduled_at(handle) == [(change.changed_at, 1)]  # workflow's clock
+    assert asked_at <= change.changed_at
     assert (change.seats_before, change.seats_after, change.unit_price) == (10, 15, PRICE)
     following = next_period(month)
     assert change.prorated_until == period_start(following)
@@ -146,6 +167,35 @@ async def test_a_seat_change_changes_the_next_charge(stack: Stack) -> None:
     )
     assert (await run_cycle(stack, next_period(following))).charges_prepared == 1
     assert stack.registry.get_charge(sub_id, next_period(following)).amount == 15 * PRICE
+
+
+async def test_a_seat_change_retried_after_a_failure_is_recorded_once_dated_when_asked(
+    stack: Stack, wire: ProviderWire
+) -> None:
+    """The provider changes the seats, then the registry is unreachable for a moment: the
+    activity is retried, the provider replays its answer to the same MS-RequestId, and the
+    ledger gets one row, dated when the workflow first asked, not when the retry ran."""
+    [sub_id] = await buy(stack, "order-create.json", CONTOSO)
+    handle = await subscription(stack, sub_id)
+    outage = RegistryOutage(stack.registry)
+
+    def registry_goes_away_for_a_second() -> None:
+        outage.begin()
+        asyncio.get_running_loop().call_later(1.0, outage.end)
+
+    wire.after[("PATCH", f"/subscriptions/{sub_id}")] = registry_goes_away_for_a_second
+
+    assert (await update(handle, "add_seats", 5, id="req-add-5")).seats == 15
+
+    patches = [rid for method, _, rid in wire.request_ids if method == "PATCH"]
+    assert len(patches) == 2 and patches[0] == patches[1]  # the same question, twice
+    assert stack.stats()["quantity_changes"] == 1
+    [change] = stack.registry.list_seat_changes(sub_id)
+    assert (change.seats_before, change.seats_after) == (10, 15)
+    assert stack.registry.get_subscription(sub_id).quantity == 15
+    [(scheduled_at, attempt)] = await change_scheduled_at(handle)
+    assert attempt == 2 and change.changed_at == scheduled_at
+    assert change.proration_amount == expected_proration(5, scheduled_at, period_of(scheduled_at))
 
 
 async def test_seats_removed_inside_the_window_are_a_credit_on_the_next_charge(
