@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from csp_core.registry.errors import UnknownSubscription
@@ -120,21 +120,27 @@ def write_charge(
     )
 
 
-def seats_in_force(session: Session, sub: Subscription, at: datetime) -> int:
+def _ledger(session: Session, subscription_id: str) -> list[SeatChange]:
+    """A subscription's seat changes, oldest first (a handful per year: read them whole)."""
+    return list(
+        session.scalars(
+            select(SeatChange)
+            .where(SeatChange.subscription_id == subscription_id)
+            .order_by(SeatChange.changed_at, SeatChange.id)
+        )
+    )
+
+
+def seats_in_force(rows: list[SeatChange], sub: Subscription, at: datetime) -> int:
     """The seats a subscription had at `at`: what the first seat change at or after `at` started
     from, or the current quantity when there was none since. A change at exactly `at` is not
-    in force yet then (its proration covers the whole period instead)."""
-    first_since = session.scalars(
-        select(SeatChange.seats_before)
-        .where(
-            SeatChange.subscription_id == sub.subscription_id,
-            SeatChange.changed_at >= as_utc(at),
-            SeatChange.seats_before != SeatChange.seats_after,  # not carry-overs
-        )
-        .order_by(SeatChange.changed_at, SeatChange.id)
-        .limit(1)
-    ).first()
-    return first_since if first_since is not None else sub.quantity
+    in force yet then (its proration covers the whole period instead). Carry-overs (seats
+    unchanged) say nothing about seats."""
+    at = as_utc(at)
+    for row in rows:  # oldest first
+        if row.changed_at >= at and row.seats_before != row.seats_after:
+            return row.seats_before
+    return sub.quantity
 
 
 def price_charge(
@@ -146,20 +152,18 @@ def price_charge(
     due_at: datetime,
 ) -> RenewalCharge:
     """Record (or price again, while open) the charge of `period`, which starts at `starts_at`,
-    and mark the seat changes it bills. A settled charge is returned as it is."""
+    and mark the seat changes it bills: those made before it starts and billed by no other
+    charge (or by this one, when it is priced again). A settled charge is returned as it is."""
     charge = charge_row(session, sub.subscription_id, period)
     if charge is not None and charge.status in _SETTLED_VALUES:
         return charge
-    seats = seats_in_force(session, sub, starts_at)
-    rows = session.scalars(
-        select(SeatChange)
-        .where(
-            SeatChange.subscription_id == sub.subscription_id,
-            SeatChange.changed_at < as_utc(starts_at),
-            or_(SeatChange.billed_period.is_(None), SeatChange.billed_period == period),
-        )
-        .order_by(SeatChange.changed_at, SeatChange.id)
-    ).all()
+    ledger = _ledger(session, sub.subscription_id)
+    seats = seats_in_force(ledger, sub, starts_at)
+    rows = [
+        row
+        for row in ledger
+        if row.changed_at < as_utc(starts_at) and row.billed_period in (None, period)
+    ]
     amount, carried = charge_total(
         charge_amount(seats, sub.unit_price), (row.proration_amount for row in rows)
     )
@@ -171,7 +175,8 @@ def price_charge(
             .values(billed_period=period),
             execution_options={"synchronize_session": False},
         )
-    _carry_over(session, insert, sub, period, starts_at, seats, carried)
+    if carried or any(row.change_id == carry_over_id(period) for row in ledger):
+        _carry_over(session, insert, sub, period, starts_at, seats, carried)
     charge = charge_row(session, sub.subscription_id, period)
     assert charge is not None
     return charge
