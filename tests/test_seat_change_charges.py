@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -87,9 +87,14 @@ async def run_cycle(stack: Stack, period: str) -> CycleResult:
     return await stack.env.client.get_workflow_handle(cycle.id, result_type=CycleResult).result()
 
 
-async def change_scheduled_at(handle: WorkflowHandle) -> list[tuple[datetime, int]]:
-    """When the workflow scheduled each seat change (its own clock), with the attempt that
-    completed it: from the subscription workflow's history."""
+class ChangeAttempts(NamedTuple):
+    scheduled_at: datetime  # when the workflow scheduled the change_seats activity
+    started_at: datetime  # when its last attempt started
+    attempts: int
+
+
+async def seat_change_activities(handle: WorkflowHandle) -> list[ChangeAttempts]:
+    """The subscription workflow's change_seats activities, from its history (its clock)."""
     history = await handle.fetch_history()
     scheduled: dict[int, datetime] = {}
     found = []
@@ -101,8 +106,17 @@ async def change_scheduled_at(handle: WorkflowHandle) -> list[tuple[datetime, in
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attrs = event.activity_task_started_event_attributes
             if attrs.scheduled_event_id in scheduled:
-                found.append((scheduled[attrs.scheduled_event_id], attrs.attempt))
+                started_at = event.event_time.ToDatetime(tzinfo=UTC)
+                found.append(
+                    ChangeAttempts(scheduled[attrs.scheduled_event_id], started_at, attrs.attempt)
+                )
     return found
+
+
+def same_instant(a: datetime, b: datetime) -> bool:
+    """The activity's scheduled time and the history's event time are one instant, which the
+    test server may write a millisecond apart."""
+    return abs(a - b) < timedelta(milliseconds=100)
 
 
 async def renewal_notices(stack: Stack) -> list[Any]:
@@ -135,7 +149,8 @@ async def test_a_seat_change_changes_the_next_charge(stack: Stack) -> None:
 
     assert answer.seats == 15 and stack.registry.get_subscription(sub_id).quantity == 15
     [change] = stack.registry.list_seat_changes(sub_id)
-    assert await change_scheduled_at(handle) == [(change.changed_at, 1)]  # workflow's clock
+    [activity] = await seat_change_activities(handle)  # dated on the workflow's clock
+    assert activity.attempts == 1 and same_instant(change.changed_at, activity.scheduled_at)
     assert asked_at <= change.changed_at
     assert (change.seats_before, change.seats_after, change.unit_price) == (10, 15, PRICE)
     following = next_period(month)
@@ -193,9 +208,12 @@ async def test_a_seat_change_retried_after_a_failure_is_recorded_once_dated_when
     [change] = stack.registry.list_seat_changes(sub_id)
     assert (change.seats_before, change.seats_after) == (10, 15)
     assert stack.registry.get_subscription(sub_id).quantity == 15
-    [(scheduled_at, attempt)] = await change_scheduled_at(handle)
-    assert attempt == 2 and change.changed_at == scheduled_at
-    assert change.proration_amount == expected_proration(5, scheduled_at, period_of(scheduled_at))
+    [activity] = await seat_change_activities(handle)
+    assert activity.attempts == 2 and same_instant(change.changed_at, activity.scheduled_at)
+    assert change.changed_at < activity.started_at - timedelta(seconds=1)  # not the retry's
+    assert change.proration_amount == expected_proration(
+        5, change.changed_at, period_of(change.changed_at)
+    )
 
 
 async def test_seats_removed_inside_the_window_are_a_credit_on_the_next_charge(
