@@ -1,0 +1,193 @@
+"""Prometheus metrics as ops scrape them: the worker process's /metrics over HTTP after a real
+order (time-skipping server, sandbox over HTTP, SMTP sink, SQLite registry), provider errors by
+kind against the sandbox's faults, and what a scrape says when the registry is down."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr, ValidationError
+from temporalio.testing import WorkflowEnvironment
+
+from api import orders as order_api
+from csp_core.providers.metered import MeteredProvider
+from csp_core.providers.partner_center import PartnerCenterClient
+from csp_core.providers.port import ProviderError
+from csp_core.registry import Registry
+from csp_core.secrets import generate_key
+from csp_core.settings import Settings
+from csp_core.stages import OrderStage
+from sandbox.smtp_sink import SmtpSink
+from temporalutil.metrics import ProcessMetrics
+from tests.conftest import SANDBOX_TOKEN
+from tests.support.stack import OPS_EMAIL, example
+from tests.support.worker_process import (
+    WorkerProcess,
+    result_skipping_time,
+    sample,
+    worker_process,
+)
+from workflows.order import LicenseOrderWorkflow
+
+
+def worker_settings(
+    env: WorkflowEnvironment, sandbox: httpx.Client, sink: SmtpSink, database_url: str
+) -> dict[str, str]:
+    """The worker's whole configuration, as environment variables (as in docker-compose.yml)."""
+    return {
+        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": env.client.namespace,
+        "TASK_QUEUE": f"metrics-{uuid.uuid4()}",
+        "DATABASE_URL": database_url,
+        "PROVIDER": "sandbox",
+        "PROVIDER_BASE_URL": str(sandbox.base_url).rstrip("/"),
+        "PROVIDER_API_KEY": SANDBOX_TOKEN,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(sink.port),
+        "MAIL_FROM": "licencias@test.example.mx",
+        "OPS_EMAIL": OPS_EMAIL,
+        "SECRETS_KEY": generate_key(),
+        "ACCEPTANCE_POLL_MINUTES": "360",
+    }
+
+
+async def run_create_order(
+    env: WorkflowEnvironment, registry: Registry, worker: WorkerProcess, task_queue: str
+) -> str:
+    """Submit examples/order-create.json as an order system does; wait until it is final."""
+    order = example("order-create.json")
+    settings = Settings(task_queue=task_queue, ops_email=OPS_EMAIL)
+    submitted = await order_api.submit_order(env.client, registry, order, settings)
+    handle = env.client.get_workflow_handle_for(LicenseOrderWorkflow.run, submitted.workflow_id)
+    result = await result_skipping_time(env, handle)
+    assert result.stage is OrderStage.ACTIVE, worker.log_tail()
+    return order.order_id
+
+
+async def scrape_until(worker: WorkerProcess, name: str, **labels: str) -> dict:
+    """Scrape until the series is there: the SDK records a completed workflow just after the
+    server has it, so the client may see the result a moment earlier."""
+    for _ in range(100):
+        scraped = worker.scrape()
+        if sample(scraped, name, **labels):
+            return scraped
+        await asyncio.sleep(0.1)
+    return worker.scrape()
+
+
+async def test_worker_metrics_after_an_order(
+    ts_env: WorkflowEnvironment,
+    sandbox: httpx.Client,
+    smtp_sink: SmtpSink,
+    registry: Registry,
+    registry_path: Path,
+    tmp_path: Path,
+) -> None:
+    config = worker_settings(ts_env, sandbox, smtp_sink, f"sqlite:///{registry_path}")
+    with worker_process(config, tmp_path) as worker:
+        before = worker.scrape()
+        # Every stage is listed from the start, at 0: a graph has a line before any order.
+        assert sample(before, "csp_orders", stage="ACTIVE") == 0
+        assert sample(before, "csp_orders", stage="AWAITING_PARTNER_ACCEPTANCE") == 0
+        assert sample(before, "csp_registry_up") == 1
+
+        await run_create_order(ts_env, registry, worker, config["TASK_QUEUE"])
+        scraped = await scrape_until(
+            worker, "temporal_workflow_completed_total", workflow_type="LicenseOrderWorkflow"
+        )
+
+    # Orders by stage, from the registry the order was recorded in.
+    assert sample(scraped, "csp_orders", stage="ACTIVE") == 1
+    assert sample(scraped, "csp_orders", stage="FAILED") == 0
+    # Provider calls by operation, as the worker made them to the sandbox over HTTP.
+    calls = "csp_provider_calls_total"
+    assert sample(scraped, calls, provider="sandbox", operation="domain_available") == 1
+    assert sample(scraped, calls, provider="sandbox", operation="create_customer") == 1
+    assert sample(scraped, calls, provider="sandbox", operation="place_order") == 1
+    assert sample(scraped, "csp_provider_errors_total") is None  # no error happened
+    assert sample(scraped, "csp_provider_call_duration_seconds_count", operation="place_order")
+    # The order-active e-mail is in the ledger as sent; nothing undeliverable.
+    assert sample(scraped, "csp_notices", status="sent") == 1
+    assert sample(scraped, "csp_notices", status="undeliverable") == 0
+    # The Temporal SDK runtime's own metrics, from the same endpoint.
+    assert (
+        sample(scraped, "temporal_workflow_completed_total", workflow_type="LicenseOrderWorkflow")
+        == 1
+    )
+    assert sample(scraped, "temporal_activity_execution_latency_count", service="csp-worker")
+    assert sample(scraped, "temporal_worker_task_slots_available", worker_type="ActivityWorker")
+    assert sample(scraped, "process_resident_memory_bytes")
+
+
+def scrape(metrics: ProcessMetrics) -> dict:
+    text = generate_latest(metrics.registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def throttle_once(sandbox: httpx.Client, method: str, path_prefix: str) -> None:
+    """The sandbox answers the next such call 429 (Retry-After), doing nothing."""
+    fault = {"method": method, "path_prefix": path_prefix, "status": 429, "times": 1}
+    sandbox.post("/sandbox/faults", json=fault).raise_for_status()
+
+
+async def test_provider_errors_are_counted_by_operation_and_kind(
+    sandbox: httpx.Client, sandbox_url: str
+) -> None:
+    metrics = ProcessMetrics.create(service="test")
+    try:
+        before = scrape(metrics)
+        async with PartnerCenterClient(sandbox_url, SecretStr(SANDBOX_TOKEN)) as client:
+            provider = MeteredProvider(client, "sandbox")
+            throttle_once(sandbox, "HEAD", "/v1/domains")
+            with pytest.raises(ProviderError) as throttled:
+                await provider.domain_available("fresh.onmicrosoft.com")
+            assert throttled.value.status == 429
+            assert await provider.domain_available("fresh.onmicrosoft.com") is True
+            with pytest.raises(ProviderError) as refused:  # an unknown tenant: 404, for good
+                await provider.get_subscription("no-such-tenant", "no-such-subscription")
+            assert not refused.value.transient
+        after = scrape(metrics)
+    finally:
+        metrics.close()
+
+    def delta(name: str, **labels: str) -> float:
+        return (sample(after, name, **labels) or 0) - (sample(before, name, **labels) or 0)
+
+    ops = {"provider": "sandbox"}
+    assert delta("csp_provider_calls_total", operation="domain_available", **ops) == 2
+    assert delta("csp_provider_calls_total", operation="get_subscription", **ops) == 1
+    errors = "csp_provider_errors_total"
+    assert delta(errors, operation="domain_available", kind="throttled", **ops) == 1
+    assert delta(errors, operation="get_subscription", kind="refused", **ops) == 1
+    assert delta(errors, operation="domain_available", kind="refused", **ops) == 0
+
+
+def test_a_scrape_says_when_the_registry_cannot_be_read() -> None:
+    # Nothing listens on port 1: the registry is down, the endpoint is not.
+    metrics = ProcessMetrics.create(
+        service="test", database_url="postgresql+psycopg://csp@127.0.0.1:1/csp?connect_timeout=2"
+    )
+    try:
+        scraped = scrape(metrics)
+    finally:
+        metrics.close()
+    assert sample(scraped, "csp_registry_up") == 0
+    assert sample(scraped, "csp_orders", stage="ACTIVE") is None
+
+
+def test_metrics_address_setting() -> None:
+    assert Settings().metrics_address == "127.0.0.1:9464"
+    assert Settings(metrics_address="0.0.0.0:9464").metrics_address == "0.0.0.0:9464"
+    assert Settings(metrics_address="").metrics_address is None  # no endpoint
+    with pytest.raises(ValidationError, match="host:port"):
+        Settings(metrics_address="9464")
