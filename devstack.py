@@ -246,10 +246,26 @@ def services(workers: int = 1, ports: Ports | None = None) -> list[Service]:
             logs / "smtp-sink.log",
         ),
         *(
-            Service(f"worker-{n}", [sys.executable, str(ROOT / "worker.py")])
+            Service(
+                f"worker-{n}",
+                [sys.executable, str(ROOT / "worker.py")],
+                # Its /metrics port, one per worker (9464, 9465, ...): also its readiness.
+                metrics_port(settings.metrics_address, n),
+                env=worker_metrics_env(settings.metrics_address, n),
+            )
             for n in range(1, workers + 1)
         ),
     ]
+
+
+def metrics_port(address: str | None, worker: int) -> int | None:
+    return None if address is None else int(address.rpartition(":")[2]) + worker - 1
+
+
+def worker_metrics_env(address: str | None, worker: int) -> dict[str, str]:
+    if address is None:
+        return {}
+    return {"METRICS_ADDRESS": f"{address.rpartition(':')[0]}:{metrics_port(address, worker)}"}
 
 
 def banner(workers: int, ports: Ports) -> str:
@@ -271,6 +287,16 @@ def banner(workers: int, ports: Ports) -> str:
                 f"encrypted; Web UI decodes via http://127.0.0.1:{settings.codec_server_port}"
                 if settings.payload_encryption_keys
                 else "plain JSON (set PAYLOAD_ENCRYPTION_KEYS to encrypt)"
+            ),
+            "  Metrics       "
+            + (
+                f"http://127.0.0.1:{metrics_port(settings.metrics_address, 1)}/metrics"
+                + "".join(
+                    f"  worker-{n} :{metrics_port(settings.metrics_address, n)}"
+                    for n in range(2, workers + 1)
+                )
+                if settings.metrics_address
+                else "off (METRICS_ADDRESS is empty)"
             ),
             f"  Logs          {DATA_DIR / 'logs'}/",
             "Try:  .venv/bin/csp order submit examples/order-create.json",

@@ -93,6 +93,7 @@ class ChaosStack:
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(self.ports["smtp"]),
             "CODEC_SERVER_PORT": str(self.ports["codec"]),
+            "METRICS_ADDRESS": "",  # no /metrics: its ports would meet a running `make run`'s
             "PAYLOAD_ENCRYPTION_KEYS": "",
             "DATABASE_URL": f"sqlite:///{self.data / 'csp.db'}",
             "SECRETS_KEY_FILE": str(self.data / "secrets.key"),

@@ -115,3 +115,25 @@ def test_workers_option(monkeypatch) -> None:  # type: ignore[no-untyped-def]
         assert exited.code == 2
     else:
         raise AssertionError("WORKERS=two was accepted")
+
+
+def test_each_worker_gets_its_own_metrics_port_and_the_banner_shows_it(  # type: ignore[no-untyped-def]
+    monkeypatch, tmp_path
+) -> None:
+    import devstack
+    from csp_core.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)  # services() makes its .data folders here
+    monkeypatch.setenv("METRICS_ADDRESS", "127.0.0.1:9464")
+    get_settings.cache_clear()
+    try:
+        workers = [s for s in devstack.services(2) if s.name.startswith("worker-")]
+        banner = devstack.banner(2, devstack.Ports.from_settings())
+    finally:
+        get_settings.cache_clear()
+    # Two workers on one machine cannot share a port: 9464 and 9465, each its readiness port.
+    assert [(w.name, w.port, w.env) for w in workers] == [
+        ("worker-1", 9464, {"METRICS_ADDRESS": "127.0.0.1:9464"}),
+        ("worker-2", 9465, {"METRICS_ADDRESS": "127.0.0.1:9465"}),
+    ]
+    assert "Metrics       http://127.0.0.1:9464/metrics  worker-2 :9465" in banner
