@@ -30,15 +30,29 @@ OpsAttention=KeywordList
 "
 export TEMPORAL_ADDRESS
 
-attempt=0
-until temporal operator cluster health >/dev/null 2>&1; do
-    attempt=$((attempt + 1))
-    if [ "$attempt" -ge 60 ]; then
-        echo "Temporal at $TEMPORAL_ADDRESS is not healthy after $attempt tries" >&2
-        exit 1
-    fi
-    sleep 5
-done
+# retry WHAT COMMAND...: run COMMAND until it succeeds (60 tries, 2 s apart).
+retry() {
+    what=$1
+    shift
+    attempt=0
+    until "$@" >/dev/null 2>&1; do
+        attempt=$((attempt + 1))
+        if [ "$attempt" -ge 60 ]; then
+            echo "gave up waiting for $what after $attempt tries" >&2
+            exit 1
+        fi
+        sleep 2
+    done
+}
+
+all_attributes_listed() {
+    listed=$(temporal operator search-attribute list --namespace "$NAMESPACE") || return 1
+    for attribute in $SEARCH_ATTRIBUTES; do
+        printf '%s\n' "$listed" | grep -qw -- "${attribute%%=*}" || return 1
+    done
+}
+
+retry "Temporal at $TEMPORAL_ADDRESS to be healthy" temporal operator cluster health
 
 if temporal operator namespace describe --namespace "$NAMESPACE" >/dev/null 2>&1; then
     temporal operator namespace update --namespace "$NAMESPACE" --retention "$RETENTION"
@@ -47,6 +61,9 @@ else
     temporal operator namespace create --namespace "$NAMESPACE" --retention "$RETENTION" \
         --description "csp-orchestrator: Microsoft CSP orders, subscriptions and renewals"
     echo "namespace $NAMESPACE created, retention $RETENTION"
+    # A new namespace reaches the frontend's cache a few seconds later.
+    retry "namespace $NAMESPACE to be served" \
+        temporal operator search-attribute list --namespace "$NAMESPACE"
 fi
 
 existing=$(temporal operator search-attribute list --namespace "$NAMESPACE")
@@ -61,4 +78,6 @@ for attribute in $SEARCH_ATTRIBUTES; do
         echo "search attribute $name ($type): created"
     fi
 done
+# Workers start once this job ends: every attribute must be usable by then.
+retry "the search attributes to be listed" all_attributes_listed
 echo "namespace $NAMESPACE is ready"

@@ -68,24 +68,40 @@ def _clean_environment() -> dict[str, str]:
 def worker_process(settings: dict[str, str], workdir: Path) -> Iterator[WorkerProcess]:
     """Start `python worker.py` with `settings` as its environment (METRICS_ADDRESS port 0: it
     logs the port it got), wait until it serves /metrics, and stop it with SIGTERM afterwards."""
-    log_path = workdir / "worker.log"
+    with worker_processes(settings, [workdir]) as (worker,):
+        yield worker
+
+
+@contextmanager
+def worker_processes(
+    settings: dict[str, str], workdirs: list[Path]
+) -> Iterator[list[WorkerProcess]]:
+    """Several workers (replicas) started at once, each in its own directory."""
     env = {**_clean_environment(), "LOG_JSON": "true", "METRICS_ADDRESS": "127.0.0.1:0"}
     env.update(settings)
-    with open(log_path, "wb") as log:
-        # cwd: its own directory, so no developer .env or .data is read.
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
-            cwd=workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    started: list[tuple[subprocess.Popen, Path]] = []
     try:
-        url = _metrics_url(process, log_path)
-        yield WorkerProcess(process, log_path, url)
+        for workdir in workdirs:
+            log_path = workdir / "worker.log"
+            with open(log_path, "wb") as log:
+                # cwd: its own directory, so no developer .env or .data is read.
+                process = subprocess.Popen(
+                    [sys.executable, str(ROOT / "worker.py")],
+                    cwd=workdir,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            started.append((process, log_path))
+        yield [
+            WorkerProcess(process, log_path, _metrics_url(process, log_path))
+            for process, log_path in started
+        ]
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        for process, _ in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _ in started:
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
