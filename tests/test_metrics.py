@@ -5,14 +5,19 @@ kind against the sandbox's faults, and what a scrape says when the registry is d
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.testing import WorkflowEnvironment
 
 from api import orders as order_api
@@ -24,6 +29,7 @@ from csp_core.secrets import generate_key
 from csp_core.settings import Settings
 from csp_core.stages import OrderStage
 from sandbox.smtp_sink import SmtpSink
+from temporalutil.client import connect
 from temporalutil.metrics import ProcessMetrics
 from tests.conftest import SANDBOX_TOKEN
 from tests.support.stack import OPS_EMAIL, example
@@ -191,3 +197,44 @@ def test_metrics_address_setting() -> None:
     assert Settings(metrics_address="").metrics_address is None  # no endpoint
     with pytest.raises(ValidationError, match="host:port"):
         Settings(metrics_address="9464")
+
+
+async def test_the_api_mounts_the_same_endpoint_with_its_temporal_clients_metrics(
+    ts_env: WorkflowEnvironment, registry_path: Path, registry: Registry
+) -> None:
+    """How the HTTP API exposes /metrics (temporalutil/metrics.py): an app served by uvicorn
+    on a free port, its Temporal client on the metrics runtime, the registry gauges."""
+    metrics = ProcessMetrics.create(service="csp-api", database_url=f"sqlite:///{registry_path}")
+    app = FastAPI()
+    app.mount("/metrics", metrics.asgi_app())
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        settings = Settings(
+            temporal_address=ts_env.client.service_client.config.target_host,
+            temporal_namespace=ts_env.client.namespace,
+        )
+        client = await connect(settings, runtime=metrics.runtime)
+        await client.workflow_service.get_system_info(GetSystemInfoRequest())
+        for _ in range(100):
+            if server.started:
+                break
+            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/metrics/")
+        response.raise_for_status()
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 10)
+        sock.close()
+        metrics.close()
+    scraped = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    assert sample(scraped, "temporal_request_total", operation="GetSystemInfo", service="csp-api")
+    assert sample(scraped, "csp_orders", stage="ACTIVE") == 0
