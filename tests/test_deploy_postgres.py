@@ -28,8 +28,14 @@ from csp_core.registry import Registry
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
-from tests.support.worker_process import sample, worker_processes
-from tests.test_metrics import run_create_order, scrape_until, worker_settings
+from tests.conftest import SANDBOX_TOKEN
+from tests.support.worker_process import (
+    run_create_order,
+    sample,
+    scrape_until,
+    worker_processes,
+    worker_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 INIT_SCRIPT = ROOT / "deploy/postgres/init-databases.sh"
@@ -144,7 +150,7 @@ async def test_worker_replicas_on_postgresql_take_an_order_to_active(
     smtp_sink: SmtpSink,
     tmp_path: Path,
 ) -> None:
-    config = worker_settings(ts_env, sandbox, smtp_sink, databases.csp_url)
+    config = worker_settings(ts_env, sandbox, SANDBOX_TOKEN, smtp_sink, databases.csp_url)
     folders = [tmp_path / "worker-1", tmp_path / "worker-2"]
     for folder in folders:
         folder.mkdir()

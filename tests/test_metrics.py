@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import uuid
 from pathlib import Path
 
 import httpx
@@ -20,71 +19,22 @@ from pydantic import SecretStr, ValidationError
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.testing import WorkflowEnvironment
 
-from api import orders as order_api
 from csp_core.providers.metered import MeteredProvider
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.providers.port import ProviderError
 from csp_core.registry import Registry
-from csp_core.secrets import generate_key
 from csp_core.settings import Settings
-from csp_core.stages import OrderStage
 from sandbox.smtp_sink import SmtpSink
 from temporalutil.client import connect
 from temporalutil.metrics import ProcessMetrics
 from tests.conftest import SANDBOX_TOKEN
-from tests.support.stack import OPS_EMAIL, example
 from tests.support.worker_process import (
-    WorkerProcess,
-    result_skipping_time,
+    run_create_order,
     sample,
+    scrape_until,
     worker_process,
+    worker_settings,
 )
-from workflows.order import LicenseOrderWorkflow
-
-
-def worker_settings(
-    env: WorkflowEnvironment, sandbox: httpx.Client, sink: SmtpSink, database_url: str
-) -> dict[str, str]:
-    """The worker's whole configuration, as environment variables (as in docker-compose.yml)."""
-    return {
-        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": env.client.namespace,
-        "TASK_QUEUE": f"metrics-{uuid.uuid4()}",
-        "DATABASE_URL": database_url,
-        "PROVIDER": "sandbox",
-        "PROVIDER_BASE_URL": str(sandbox.base_url).rstrip("/"),
-        "PROVIDER_API_KEY": SANDBOX_TOKEN,
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(sink.port),
-        "MAIL_FROM": "licencias@test.example.mx",
-        "OPS_EMAIL": OPS_EMAIL,
-        "SECRETS_KEY": generate_key(),
-        "ACCEPTANCE_POLL_MINUTES": "360",
-    }
-
-
-async def run_create_order(
-    env: WorkflowEnvironment, registry: Registry, worker: WorkerProcess, task_queue: str
-) -> str:
-    """Submit examples/order-create.json as an order system does; wait until it is final."""
-    order = example("order-create.json")
-    settings = Settings(task_queue=task_queue, ops_email=OPS_EMAIL)
-    submitted = await order_api.submit_order(env.client, registry, order, settings)
-    handle = env.client.get_workflow_handle_for(LicenseOrderWorkflow.run, submitted.workflow_id)
-    result = await result_skipping_time(env, handle)
-    assert result.stage is OrderStage.ACTIVE, worker.log_tail()
-    return order.order_id
-
-
-async def scrape_until(worker: WorkerProcess, name: str, **labels: str) -> dict:
-    """Scrape until the series is there: the SDK records a completed workflow just after the
-    server has it, so the client may see the result a moment earlier."""
-    for _ in range(100):
-        scraped = worker.scrape()
-        if sample(scraped, name, **labels):
-            return scraped
-        await asyncio.sleep(0.1)
-    return worker.scrape()
 
 
 async def test_worker_metrics_after_an_order(
@@ -95,7 +45,9 @@ async def test_worker_metrics_after_an_order(
     registry_path: Path,
     tmp_path: Path,
 ) -> None:
-    config = worker_settings(ts_env, sandbox, smtp_sink, f"sqlite:///{registry_path}")
+    config = worker_settings(
+        ts_env, sandbox, SANDBOX_TOKEN, smtp_sink, f"sqlite:///{registry_path}"
+    )
     with worker_process(config, tmp_path) as worker:
         before = worker.scrape()
         # Every stage is listed from the start, at 0: a graph has a line before any order.

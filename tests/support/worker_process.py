@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from api import orders as order_api
+from csp_core.registry import Registry
+from csp_core.secrets import generate_key
 from csp_core.settings import Settings
+from csp_core.stages import OrderStage
+from sandbox.smtp_sink import SmtpSink
+from tests.support.stack import OPS_EMAIL, example
+from workflows.order import LicenseOrderWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 START_PATIENCE_S = 60.0
@@ -135,3 +143,52 @@ async def result_skipping_time(env: WorkflowEnvironment, handle: WorkflowHandle)
         await asyncio.sleep(0.05)
     async with env.time_skipping_unlocked():  # type: ignore[attr-defined]
         return await handle.result()
+
+
+def worker_settings(
+    env: WorkflowEnvironment,
+    sandbox: httpx.Client,
+    sandbox_token: str,
+    sink: SmtpSink,
+    database_url: str,
+) -> dict[str, str]:
+    """The worker's whole configuration, as environment variables (as in docker-compose.yml)."""
+    return {
+        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": env.client.namespace,
+        "TASK_QUEUE": f"worker-process-{uuid.uuid4()}",
+        "DATABASE_URL": database_url,
+        "PROVIDER": "sandbox",
+        "PROVIDER_BASE_URL": str(sandbox.base_url).rstrip("/"),
+        "PROVIDER_API_KEY": sandbox_token,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(sink.port),
+        "MAIL_FROM": "licencias@test.example.mx",
+        "OPS_EMAIL": OPS_EMAIL,
+        "SECRETS_KEY": generate_key(),
+        "ACCEPTANCE_POLL_MINUTES": "360",
+    }
+
+
+async def run_create_order(
+    env: WorkflowEnvironment, registry: Registry, worker: WorkerProcess, task_queue: str
+) -> str:
+    """Submit examples/order-create.json as an order system does; wait until it is final."""
+    order = example("order-create.json")
+    settings = Settings(task_queue=task_queue, ops_email=OPS_EMAIL)
+    submitted = await order_api.submit_order(env.client, registry, order, settings)
+    handle = env.client.get_workflow_handle_for(LicenseOrderWorkflow.run, submitted.workflow_id)
+    result = await result_skipping_time(env, handle)
+    assert result.stage is OrderStage.ACTIVE, worker.log_tail()
+    return order.order_id
+
+
+async def scrape_until(worker: WorkerProcess, name: str, **labels: str) -> dict:
+    """Scrape until the series is there: the SDK records a completed workflow just after the
+    server has it, so the client may see the result a moment earlier."""
+    for _ in range(100):
+        scraped = worker.scrape()
+        if sample(scraped, name, **labels):
+            return scraped
+        await asyncio.sleep(0.1)
+    return worker.scrape()
