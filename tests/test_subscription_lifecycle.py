@@ -23,7 +23,9 @@ from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.worker import Worker
 
 from api import renewals as renewal_api
 from csp_core.calendar import format_datetime_es, format_local
@@ -31,10 +33,11 @@ from csp_core.renewals.billing import next_period, period_of
 from csp_core.renewals.values import CycleResult
 from csp_core.stages import SubscriptionStatus
 from csp_core.subscriptions.terms import expiry_notice_at, term_end, term_end_instant
-from csp_core.subscriptions.values import SubscriptionDetails
+from csp_core.subscriptions.values import SubscriptionDetails, SubscriptionStart
 from csp_core.subscriptions.windows import NCE_CHANGE_WINDOW
 from csp_core.timezones import BUSINESS_TZ
 from temporalutil import search_attributes as sa
+from temporalutil.converter import DATA_CONVERTER
 from tests.support.stack import Stack
 from tests.test_subscription_workflow import (
     active_subscription,
@@ -43,6 +46,7 @@ from tests.test_subscription_workflow import (
     skip_to,
     update,
 )
+from worker import create_worker
 from workflows.subscription import SubscriptionWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -262,3 +266,55 @@ async def _closed(handle: WorkflowHandle) -> Any:
     if (await handle.describe()).status != WorkflowExecutionStatus.COMPLETED:
         return None
     return await handle.result()
+
+
+# --------------------------------------------------------------------------- v5 workflows
+
+
+@workflow.defn(name="SubscriptionWorkflow", sandboxed=False)
+class V5SubscriptionWorkflow:
+    """Stands in for a workflow the v5 code started: its first task sent no command, then it
+    waited for a cancel (what the saved v5 history shows)."""
+
+    @workflow.run
+    async def run(self, start: SubscriptionStart) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
+async def test_a_workflow_started_before_terms_follows_them_once_told(stack: Stack) -> None:
+    handle, sub_id, _ = await active_subscription(stack)
+    history = await handle.fetch_history()
+    [start] = await DATA_CONVERTER.decode(
+        history.events[0].workflow_execution_started_event_attributes.input.payloads,
+        [SubscriptionStart],
+    )
+    await handle.terminate("replaced by one the v5 code started")
+    queue = f"{stack.task_queue}-v5"
+    async with Worker(
+        stack.env.client,
+        task_queue=queue,
+        workflows=[V5SubscriptionWorkflow],
+        max_cached_workflows=0,
+    ):
+        v5 = await stack.env.client.start_workflow(
+            "SubscriptionWorkflow", start, id=handle.id, task_queue=queue
+        )
+        await stack.first_task_done(v5)
+
+    async with create_worker(stack.env.client, queue, stack.activities()):
+        handle = stack.env.client.get_workflow_handle_for(SubscriptionWorkflow.run, handle.id)
+        assert (await details(handle)).next_notice_at is None  # replayed as v5: no terms
+
+        await handle.signal(SubscriptionWorkflow.follow_terms)
+
+        async def following() -> SubscriptionDetails | None:
+            found = await details(handle)
+            return found if found.next_notice_at is not None else None
+
+        found = await eventually(following, "the terms followed")
+        record = stack.registry.get_subscription(sub_id)
+        assert record is not None and record.term_ends_at == found.term_ends_at
+        first_run = await run_id(handle)
+        anniversary = term_end_instant(found.term_ends_at)
+        await skip_to(stack, anniversary)
+        assert (await renewed(handle, first_run)).term_started_at == anniversary

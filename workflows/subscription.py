@@ -36,7 +36,11 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionStart,
     )
     from temporalutil import search_attributes as sa
-    from workflows.subscription_term import TERM_LIFECYCLE, SubscriptionTerms
+    from workflows.subscription_term import (
+        TERM_LIFECYCLE,
+        TERMS_FOLLOWED_LATE,
+        SubscriptionTerms,
+    )
 
 # The caller is waiting on the answer: retry throttling, outages and a renewal in progress (409,
 # ~2 min) for a while, then fail the change with the provider's last answer.
@@ -64,14 +68,22 @@ class SubscriptionWorkflow(SubscriptionTerms):
     @workflow.run
     async def run(self, start: SubscriptionStart) -> SubscriptionDetails:
         self._show()
-        if not workflow.patched(TERM_LIFECYCLE):
-            # Histories from before terms were kept: the workflow only waited for a cancel.
-            await workflow.wait_condition(
-                lambda: self._status.is_final and workflow.all_handlers_finished()
+        if workflow.patched(TERM_LIFECYCLE):
+            return await self._live(first_run=start.carried is None)
+        # Started before terms were followed (v5): it only waited for a cancel, until told to
+        # follow its terms (`follow_terms`); then it lives as a new one does from here on.
+        await workflow.wait_condition(
+            lambda: (
+                (self._status.is_final and workflow.all_handlers_finished()) or self._follow_terms
             )
-            await self._notices.drain()
-            return self.details()
-        return await self._live(first_run=start.carried is None)
+        )
+        if not self._status.is_final and workflow.patched(TERMS_FOLLOWED_LATE):
+            return await self._live(first_run=True)
+        await workflow.wait_condition(
+            lambda: self._status.is_final and workflow.all_handlers_finished()
+        )
+        await self._notices.drain()
+        return self.details()
 
     # ------------------------------------------------------------------ reads
     @workflow.query(description="Where the subscription stands.")
@@ -93,6 +105,13 @@ class SubscriptionWorkflow(SubscriptionTerms):
     )
     def reactivated_after_payment(self, hold: PaymentHold) -> None:
         self._release(hold)
+
+    @workflow.signal(
+        description="A workflow started before terms were followed (release v5) starts "
+        "following them: expiry notices, renewal or expiry at the term's end. Harmless on others."
+    )
+    def follow_terms(self) -> None:
+        self._follow_terms = True
 
     # ------------------------------------------------------------------ seats
     @workflow.update(description="Add seats (any time while active).")

@@ -61,6 +61,8 @@ with workflow.unsafe.imports_passed_through():
 # Patch: the workflow lives through its terms (term end, expiry notices, continue-as-new).
 # Histories recorded before it only waited for a cancel.
 TERM_LIFECYCLE = "subscription-term-lifecycle"
+# Patch: a workflow started before TERM_LIFECYCLE, told to follow its terms (`follow_terms`).
+TERMS_FOLLOWED_LATE = "subscription-terms-followed-late"
 
 # Answers kept for requests asked again after a continue-as-new (the latest ones).
 ANSWERS_KEPT = 100
@@ -110,6 +112,7 @@ class SubscriptionTerms:
         self._alerts = OpsAlerts()
         self._alerts.raised = set(state.ops_attention)
         self._notices = BackgroundNotices(self._alerts, self._show)
+        self._follow_terms = False  # a v5 workflow was told to follow its terms
 
     # ------------------------------------------------------------------ the terms
     async def _live(self, *, first_run: bool) -> SubscriptionDetails:
