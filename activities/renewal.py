@@ -229,6 +229,8 @@ class RenewalActivities:
     @activity.defn
     async def suspend_subscription(self, charge: RenewalCharge) -> None:
         await self._set_status(charge, SubscriptionStatus.SUSPENDED, "suspended")
+        # Suspending turns auto-renew off at the provider; the registry says so too.
+        await in_thread(self.registry.set_subscription_auto_renew, charge.subscription_id, False)
         await self._tell_subscription(charge, SUSPENDED_SIGNAL)
 
     @activity.defn

@@ -65,6 +65,8 @@ async def test_while_suspended_every_change_is_refused_with_the_reason_and_after
     assert (suspended.status, suspended.suspended_for) == (SubscriptionStatus.SUSPENDED, period)
     assert suspended.auto_renew is False  # suspending turns auto-renew off, as at the provider
     assert (await attributes(handle)).get(sa.AUTO_RENEW) is False
+    record = stack.registry.get_subscription(sub_id)
+    assert record is not None and (record.status, record.auto_renew) == ("suspended", False)
     payment_command = f"csp payment record {sub_id} --period {period}"
     for name, args in (("add_seats", [1]), ("set_seats", [9]), ("cancel", []),
                        ("set_auto_renew", [True])):  # fmt: skip
