@@ -17,6 +17,7 @@ itself (the provider's dates win only when they are newer).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -260,6 +261,43 @@ async def test_a_notice_due_while_auto_renew_is_on_is_not_sent_and_turning_it_on
     assert len(mails(stack, "subscription_expiring")) == 1  # ...and not sent
     assert after.status is SubscriptionStatus.ACTIVE and after.term_started_at == anniversary
     await wait_mails(stack, "subscription_renewed")
+
+
+# --------------------------------------------------------------------------- outside changes
+
+
+async def test_a_cancel_made_at_the_provider_is_taken_over_at_the_term_end(stack: Stack) -> None:
+    handle, sub_id, tenant_id = await active_subscription(stack)
+    await stack.provider.cancel_subscription(tenant_id, sub_id, request_id=str(uuid.uuid4()))
+    _, anniversary = await term_of(stack, handle)
+
+    await skip_to(stack, anniversary)
+    final = await eventually(lambda: _closed(handle), "the term's end")
+
+    assert final.status is SubscriptionStatus.CANCELLED and final.renewals == 0
+    assert (await attributes(handle)).get(sa.SUBSCRIPTION_STATUS) == "CANCELLED"
+    record = stack.registry.get_subscription(sub_id)
+    assert record is not None and record.status == "cancelled"
+    assert record.cancelled_at is not None
+    assert not mails(stack, "subscription_renewed") and not mails(stack, "subscription_expired")
+
+
+async def test_auto_renew_turned_off_at_the_provider_expires_it_instead_of_renewing(
+    stack: Stack,
+) -> None:
+    handle, sub_id, tenant_id = await active_subscription(stack)
+    await stack.provider.set_auto_renew(tenant_id, sub_id, False, request_id=str(uuid.uuid4()))
+    assert (await details(handle)).auto_renew is True  # the workflow was not told
+    _, anniversary = await term_of(stack, handle)
+
+    await skip_to(stack, anniversary)
+    final = await eventually(lambda: _closed(handle), "the term's end")
+
+    assert (final.status, final.auto_renew) == (SubscriptionStatus.EXPIRED, False)
+    found = await attributes(handle)
+    assert (found.get(sa.SUBSCRIPTION_STATUS), found.get(sa.AUTO_RENEW)) == ("EXPIRED", False)
+    assert stack.registry.get_subscription(sub_id).status == "expired"
+    await wait_mails(stack, "subscription_expired")
 
 
 async def _closed(handle: WorkflowHandle) -> Any:
