@@ -119,7 +119,8 @@ class SubscriptionTerms:
         if first_run:
             self._notices_ahead = expiry_notices_ahead(self._term_ends_at, workflow.now(), self._tz)
             self._show()
-            await self._record_term()
+            async with self._changing:  # its seats are the registry's until a change is done
+                await self._record_term()
         while True:
             at, days_before = self._next_moment()
             await self._wait_until(at, days_before)
