@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from csp_core.settings import DATA_DIR, get_settings
+from csp_core.settings import DATA_DIR, SANDBOX_BASE_URL, get_settings
 from temporalutil.search_attributes import dev_server_args
 
 BIN = Path(sys.executable).parent
@@ -177,7 +177,7 @@ class Ports:
         return cls(
             temporal=urlsplit(f"//{settings.temporal_address}").port or 7233,
             ui=int(os.environ.get("TEMPORAL_UI_PORT", "8233")),
-            sandbox=urlsplit(settings.provider_base_url).port or 8100,
+            sandbox=urlsplit(settings.provider_base_url or SANDBOX_BASE_URL).port or 8100,
             smtp=settings.smtp_port,
             codec=settings.codec_server_port,
         )
