@@ -37,8 +37,9 @@ SDK 1.3.0 vs the current spec: the v7 request model has header `vmfAdditionalAtt
 (name/value) but not the spec's newer line-level `vriAdditionalAttributes`, `planid` or
 `subscriptionPeriod`; the NCE fields therefore go in the header attributes, and the term and
 billing cycle in each line's `vmfAdditionalAttributesLines` (`term_duration`, `billing_cycle`:
-our names, UNVERIFIED against Ingram). The vendorrequiredinfo answer's nested `choices` do not
-survive the SDK model (it keeps only `string`), so the adapter reads the top-level attributes.
+our names, UNVERIFIED against Ingram). In the SDK, vendorrequiredinfo's `vriAdditionalAttributes`
+is a flat list of attributes (the spec's example nests them in per-vendor containers), and the
+nested `choices` keep only `string`: the adapter reads the top-level attributes by name.
 """
 
 from __future__ import annotations
@@ -518,11 +519,10 @@ class XvantageClient:
                         code=message.id or "VendorRequiredInfo",
                     )
             names = set()
-            for vendor in product.vri_additional_attributes or []:
-                for attribute in vendor.additional_attributes or []:
-                    names.add(attribute.attribute_name)
-                    if attribute.attribute_name in ECHOED_FIELDS and attribute.attribute_value:
-                        prefilled[attribute.attribute_name] = attribute.attribute_value
+            for attribute in product.vri_additional_attributes or []:
+                names.add(attribute.attribute_name)
+                if attribute.attribute_name in ECHOED_FIELDS and attribute.attribute_value:
+                    prefilled[attribute.attribute_name] = attribute.attribute_value
             if TENANT_PREFERENCE not in names:
                 raise ProviderError(
                     f"Ingram asks no Microsoft tenant for {product.vendor_part_number}: "
