@@ -417,8 +417,9 @@ class XvantageClient:
 
     # -- orders of ours ----------------------------------------------------------------------
 
-    async def _search(self, **params: str) -> list[str]:
-        """Ingram order numbers of our orders matching the search (not cancelled ones)."""
+    async def _search(self, *, cancelled: bool = False, **params: str) -> list[str]:
+        """Ingram order numbers of our orders matching the search (cancelled ones too only
+        when asked: a refused order proves nothing about a tenant)."""
         response = await self._call("GET", ORDER_SEARCH_PATH, params={**params, "pageSize": 100})
         if response.status_code == 204:
             return []
@@ -427,7 +428,7 @@ class XvantageClient:
             order.ingram_order_number
             for order in found.orders or []
             if order.ingram_order_number
-            and (order.order_status or "").lower() not in _CANCELLED_ORDER
+            and (cancelled or (order.order_status or "").lower() not in _CANCELLED_ORDER)
         ]
 
     async def _details(self, order_number: str) -> OrderDetailB2B:
@@ -611,7 +612,7 @@ class XvantageClient:
     ) -> PlacedOrder:
         domain = tenant_id.strip().lower()
         po_number = customer_order_number(request_id)
-        placed = await self._search(customerOrderNumber=po_number)
+        placed = await self._search(cancelled=True, customerOrderNumber=po_number)
         if not placed:
             correlation = correlation_id(request_id)
             if new_tenant is not None and await self._search(
@@ -629,7 +630,7 @@ class XvantageClient:
                 confirmation=confirmation.confirmation_number,
                 customer_order_number=po_number,
             )
-            placed = await self._search(customerOrderNumber=po_number)
+            placed = await self._search(cancelled=True, customerOrderNumber=po_number)
             if not placed:
                 raise OrderInProgress(
                     f"Ingram accepted order {po_number} (confirmation "
