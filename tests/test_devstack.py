@@ -117,14 +117,20 @@ def test_workers_option(monkeypatch) -> None:  # type: ignore[no-untyped-def]
         raise AssertionError("WORKERS=two was accepted")
 
 
+def forget(monkeypatch, *names: str) -> None:  # type: ignore[no-untyped-def]
+    """Unset these for the test, and unset again afterwards (devstack sets them)."""
+    for name in names:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
 def test_provider_ingram_points_the_worker_at_the_sandboxs_xvantage_face(
     monkeypatch, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     from csp_core.settings import ProviderKind, get_settings
     from devstack import SANDBOX_INGRAM, prepare_environment, services
 
-    for name in ("PROVIDER_BASE_URL", "PROVIDER_API_KEY", *SANDBOX_INGRAM):
-        monkeypatch.delenv(name, raising=False)
+    forget(monkeypatch, "PROVIDER_BASE_URL", "PROVIDER_API_KEY", *SANDBOX_INGRAM)
     monkeypatch.setenv("PROVIDER", "ingram")
     monkeypatch.chdir(tmp_path)
     try:
@@ -161,8 +167,7 @@ def test_partner_center_without_a_token_starts_nothing_and_names_it(
     from csp_core.settings import get_settings
     from devstack import main
 
-    for name in ("PROVIDER_BASE_URL", "PROVIDER_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
+    forget(monkeypatch, "PROVIDER_BASE_URL", "PROVIDER_API_KEY")
     monkeypatch.setenv("PROVIDER", "partner_center")
     try:
         assert main([]) == 2
