@@ -28,6 +28,7 @@ Names (the Grafana dashboard in deploy/grafana/ and the README use these):
 
 `kind` of a provider error: `throttled` (429), `unavailable` (other retryable answers: 5xx, 408,
 a renewal in progress, no connection), `refused` (a business refusal: retrying will not help),
+`not_offered` (the provider has no API for it, e.g. Ingram's seat changes: ops do it),
 `error` (anything else, e.g. an answer we could not read).
 """
 
@@ -59,7 +60,7 @@ PROVIDER_CALLS = Counter(
 PROVIDER_ERRORS = Counter(
     "csp_provider_errors",
     "Provider calls that failed, by port operation and kind "
-    "(throttled, unavailable, refused, error).",
+    "(throttled, unavailable, refused, not_offered, error).",
     ["provider", "operation", "kind"],
     registry=None,
 )

@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from csp_core.settings import Settings
 from temporalutil import search_attributes as sa
 from tests.support.compose import MissingVariable, interpolate, load_yaml, variables
 
@@ -39,6 +40,12 @@ ENVIRONMENT = {
     "SMTP_HOST": "smtp-relay.marketplace.mx",
     "MAIL_FROM": "Marketplace <licencias@marketplace.mx>",
     "OPS_EMAIL": "operaciones@marketplace.mx",
+    # Passed through (null in the file) when set:
+    "INGRAM_CLIENT_ID": "ingram-client",
+    "INGRAM_CLIENT_SECRET": "ingram-secret",
+    "INGRAM_CUSTOMER_NUMBER": "20-222222",
+    "SMTP_USERNAME": "relay-user",
+    "SMTP_PASSWORD": "relay-password",
 }
 
 
@@ -182,6 +189,29 @@ def test_the_worker_restarts_is_health_checked_and_replicated(compose: dict[str,
     assert "SMTP_USERNAME" in env and "SMTP_PASSWORD" in env
     # Its command is the worker's entry point in the image.
     assert worker["command"] == ["python", "worker.py"]
+
+
+def test_the_csp_services_environment_is_a_valid_production_configuration(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What the worker, the API and the schedule read is accepted by Settings, production guard
+    included (no sandbox URL, token or example address), as docker compose would pass it."""
+    monkeypatch.chdir(tmp_path)  # no developer .env
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    for service in ("worker", "api", "renewal-schedule"):
+        env = environment(services(compose)[service])
+        resolved = {k: ENVIRONMENT.get(k) if v is None else str(v) for k, v in env.items()}
+        with monkeypatch.context() as scoped:
+            for key, value in resolved.items():
+                if value is not None:
+                    scoped.setenv(key, value)
+            settings = Settings()
+        assert settings.deployment.value == "production"
+        assert settings.provider.value == "ingram"
+        assert settings.database_url.startswith("postgresql+psycopg://csp:csp-db-password@")
+        assert settings.smtp_starttls and settings.smtp_port == 587
+        assert settings.temporal_namespace == "csp-orchestrator"
 
 
 def test_the_services_of_the_issue_are_there(compose: dict[str, Any]) -> None:

@@ -190,3 +190,15 @@ async def test_the_api_mounts_the_same_endpoint_with_its_temporal_clients_metric
     }
     assert sample(scraped, "temporal_request_total", operation="GetSystemInfo", service="csp-api")
     assert sample(scraped, "csp_orders", stage="ACTIVE") == 0
+
+
+def test_error_kinds() -> None:
+    from csp_core.providers.metered import error_kind
+    from csp_core.providers.port import ProviderNotOffered
+
+    assert error_kind(ProviderError("x", status=429)) == "throttled"
+    assert error_kind(ProviderError("x", status=503)) == "unavailable"
+    assert error_kind(ProviderError("x", status=409, code="RenewalInProgress")) == "unavailable"
+    assert error_kind(ProviderError("x", status=400, code="800090")) == "refused"
+    assert error_kind(ProviderNotOffered("change seats", "Ingram Micro")) == "not_offered"
+    assert error_kind(ValueError("unreadable answer")) == "error"

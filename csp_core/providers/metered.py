@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from csp_core.metrics import PROVIDER_CALL_SECONDS, PROVIDER_CALLS, PROVIDER_ERRORS
-from csp_core.providers.port import Provider, ProviderError
+from csp_core.providers.port import NOT_OFFERED_BY_PROVIDER, Provider, ProviderError
 
 # The port's operations: the public methods the Protocol declares.
 OPERATIONS = frozenset(
@@ -26,6 +26,8 @@ OPERATIONS = frozenset(
 def error_kind(error: BaseException) -> str:
     """How a failed call failed, in the few words a dashboard groups by."""
     if isinstance(error, ProviderError):
+        if error.code == NOT_OFFERED_BY_PROVIDER:
+            return "not_offered"  # no API for it (Ingram): a person does it
         if error.status == 429:
             return "throttled"
         return "unavailable" if error.transient else "refused"
