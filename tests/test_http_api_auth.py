@@ -142,3 +142,15 @@ async def test_the_bucket_refills_at_the_rate_and_holds_at_most_the_burst() -> N
     now[0] += 3600
     assert [limiter.take("k", 60, 3) for _ in range(4)][-1] > 0  # never more than the burst
     assert limiter.take("other", 60, 3) == 0
+
+
+async def test_while_temporal_is_unreachable_the_api_answers_503_with_retry_after(
+    api: Api,
+) -> None:
+    answer = await api.call("GET", "/v1/orders/ABS-1", "RSL-042")
+
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+    assert "ask again in a few seconds" in problem(answer.json(), 503, "temporal-unavailable")
+    licenses = await api.call("GET", "/v1/licenses", "RSL-042")  # the registry still answers
+    assert licenses.status_code == 200
