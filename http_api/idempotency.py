@@ -81,7 +81,7 @@ async def once(
         return json_response(claim.status_code, claim.response, key, replayed=True)
     body, replayed = await run()
     stored = await asyncio.to_thread(
-        registry.complete_idempotency_key, scope, key, 200, json.dumps(body)
+        registry.complete_idempotency_key, scope, key, 200, json.dumps(body, separators=(",", ":"))
     )
     assert stored.status_code is not None and stored.response is not None
     return json_response(stored.status_code, stored.response, key, replayed)
