@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+import structlog
 
 from csp_core.registry import Registry
 from csp_core.settings import Settings
@@ -40,12 +41,15 @@ async def api(registry: Registry) -> AsyncIterator[Api]:
 def logged() -> Iterator[io.StringIO]:
     """The API's logs as JSON lines (LOG_JSON), as the deployed API writes them."""
     root = logging.getLogger()
-    saved = root.handlers[:], root.level
+    saved, saved_structlog = (root.handlers[:], root.level), structlog.get_config()
     stream = io.StringIO()
     configure_logging("INFO", json=True, stream=stream)
     yield stream
     root.handlers[:], level = saved
     root.setLevel(level)
+    # Later tests capture structlog's output (structlog.testing): no cached loggers from here.
+    structlog.reset_defaults()
+    structlog.configure(**saved_structlog)
 
 
 def problem(response_json: dict, status: int, slug: str) -> str:
