@@ -159,7 +159,9 @@ async def get_order(
         if recorded is None:
             raise Problem(404, "not-found", str(err)) from None
         status, source = order_api.recorded_status(recorded), "registry"
-    except order_api.OrderRefused as err:
+    except order_api.OrderRefused as err:  # the workflow did not answer: whose is it?
+        if not caller.sees(await order_api.order_reseller(client, found.registry, order_id)):
+            raise _not_found(client, order_id, caller) from None
         raise Problem(404, "not-found", str(err)) from None
     if not caller.sees(status.reseller_id):
         raise _not_found(client, order_id, caller)
