@@ -8,6 +8,11 @@ that dies is restarted with backoff (1 s, 2 s, 4 s … 30 s; back to 1 s once it
 minute) and the log says so. Ctrl-C stops all of it, also during a backoff wait; running it
 again resumes the workflows that were in flight.
 
+PROVIDER picks the worker's adapter, always against the local sandbox: `sandbox` (its Partner
+Center face) or `ingram` (its Xvantage face, with the sandbox's client credentials unless
+INGRAM_* are set). `partner_center` is for a real Partner Center and needs PROVIDER_API_KEY:
+without it nothing starts and the message names it.
+
 Ports follow the settings the other parts read (TEMPORAL_ADDRESS, PROVIDER_BASE_URL, SMTP_PORT,
 CODEC_SERVER_PORT, API_HOST/API_PORT; TEMPORAL_UI_PORT for the Web UI), so a second stack (the
 chaos benchmark) can run on its own ports; data lives under .data/ of the current directory.
@@ -22,17 +27,39 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from csp_core.settings import DATA_DIR, get_settings
+import pydantic
+
+from csp_core.settings import DATA_DIR, SANDBOX_BASE_URL, get_settings
 from temporalutil.search_attributes import dev_server_args
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent
 BACKOFF_FIRST_S, BACKOFF_CAP_S, STABLE_AFTER_S = 1.0, 30.0, 60.0
+# What the worker uses for PROVIDER=ingram against the sandbox's Xvantage face (the sandbox is
+# started with the same client credentials).
+SANDBOX_INGRAM = {
+    "INGRAM_CLIENT_ID": "sandbox-client",
+    "INGRAM_CLIENT_SECRET": "sandbox-secret",
+    "INGRAM_CUSTOMER_NUMBER": "20-222222",
+}
+
+
+def local_provider_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings the worker needs to use the local sandbox as the chosen PROVIDER, for the
+    ones that are unset (what the developer set wins). partner_center gets none: it is meant
+    for a real Partner Center, so its token must be given."""
+    provider = (environ.get("PROVIDER") or "sandbox").strip().lower()
+    wanted = {"PROVIDER_BASE_URL": SANDBOX_BASE_URL}
+    if provider == "ingram":
+        wanted |= SANDBOX_INGRAM
+    if provider == "partner_center":
+        wanted = {}
+    return {name: value for name, value in wanted.items() if not environ.get(name)}
 
 
 @dataclass
@@ -179,7 +206,7 @@ class Ports:
         return cls(
             temporal=urlsplit(f"//{settings.temporal_address}").port or 7233,
             ui=int(os.environ.get("TEMPORAL_UI_PORT", "8233")),
-            sandbox=urlsplit(settings.provider_base_url).port or 8100,
+            sandbox=urlsplit(settings.provider_base_url or SANDBOX_BASE_URL).port or 8100,
             smtp=settings.smtp_port,
             codec=settings.codec_server_port,
             api=settings.api_port,
@@ -230,9 +257,13 @@ def services(workers: int = 1, ports: Ports | None = None) -> list[Service]:
                 str(DATA_DIR / "sandbox" / "state.json"),
                 "--provisioning-delay",
                 os.environ.get("SANDBOX_PROVISIONING_DELAY", "5"),
+                # Ingram's v7 orders are asynchronous: processed this long after submission.
+                "--xvantage-order-delay",
+                os.environ.get("SANDBOX_XVANTAGE_ORDER_DELAY", "2"),
             ],  # fmt: skip
             ports.sandbox,
             logs / "sandbox.log",
+            env=sandbox_env(),
         ),
         Service(
             "smtp-sink",
@@ -269,6 +300,31 @@ def services(workers: int = 1, ports: Ports | None = None) -> list[Service]:
     ]
 
 
+def sandbox_env() -> dict[str, str]:
+    """The sandbox accepts the credentials the worker was given (PROVIDER_API_KEY for its
+    Partner Center face, INGRAM_CLIENT_ID/SECRET for its Xvantage face)."""
+    settings = get_settings()
+    env = {}
+    if settings.provider_api_key is not None:
+        env["SANDBOX_TOKEN"] = settings.provider_api_key.get_secret_value()
+    if settings.ingram_client_id and settings.ingram_client_secret:
+        env["SANDBOX_XVANTAGE_CLIENT_ID"] = settings.ingram_client_id
+        env["SANDBOX_XVANTAGE_CLIENT_SECRET"] = settings.ingram_client_secret.get_secret_value()
+    return env
+
+
+def prepare_environment() -> str | None:
+    """Point the chosen PROVIDER at the local sandbox and check the settings the workers will
+    read; the refusal, naming what is missing, when they cannot start."""
+    os.environ.update(local_provider_env(os.environ))
+    get_settings.cache_clear()
+    try:
+        get_settings()
+    except pydantic.ValidationError as err:
+        return "; ".join(str(e["msg"]) for e in err.errors())
+    return None
+
+
 def banner(workers: int, ports: Ports) -> str:
     settings = get_settings()
     return "\n".join(
@@ -278,6 +334,7 @@ def banner(workers: int, ports: Ports) -> str:
             f"  (namespace {settings.temporal_namespace})",
             f"  Web UI        http://localhost:{ports.ui}",
             f"  Sandbox       http://127.0.0.1:{ports.sandbox}  (counts: /sandbox/stats)"
+            f"  provider: {settings.provider.value}"
             + (f"  faults: {faults}" if (faults := os.environ.get("SANDBOX_FAULTS")) else ""),
             f"  SMTP sink     127.0.0.1:{ports.smtp}  → {DATA_DIR / 'outbox'}/",
             f"  Database      {settings.database_url}",
@@ -336,6 +393,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if (refused := prepare_environment()) is not None:
+        print(f"devstack: nothing started: {refused}", file=sys.stderr)
+        return 2
     ports = Ports.from_settings()
     stack = services(args.workers, ports)
     busy = [s for s in stack if s.port and _port_busy(s.port)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -23,7 +24,7 @@ from activities.order import OrderActivities
 from activities.renewal import RenewalActivities
 from activities.subscription import SubscriptionActivities
 from csp_core.notifications.mailer import Mailer, SmtpMailer
-from csp_core.providers.partner_center import PartnerCenterClient
+from csp_core.providers.factory import build_provider
 from csp_core.providers.port import Provider
 from csp_core.registry import Registry
 from csp_core.renewals.billing import DEFAULT_CUTOFF_DAY
@@ -119,11 +120,7 @@ async def build_activities(
 ) -> list[object]:
     registry = await asyncio.to_thread(Registry.from_url, settings.database_url)
     stack.callback(registry.dispose)
-    provider = PartnerCenterClient(
-        settings.provider_base_url,
-        settings.provider_api_key,
-        timeout=settings.provider_timeout_seconds,
-    )
+    provider = build_provider(settings)
     await stack.enter_async_context(provider)
     return wire_activities(
         provider=provider,
@@ -207,8 +204,20 @@ async def run_worker(settings: Settings) -> None:
         log.info("worker_stopped")
 
 
+def load_settings() -> Settings:
+    """The settings, or exit non-zero naming what is missing or refused (nothing starts)."""
+    try:
+        return get_settings()
+    except pydantic.ValidationError as err:
+        reasons = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) + ': ' if e['loc'] else ''}{e['msg']}"
+            for e in err.errors()
+        )
+        sys.exit(f"worker: refusing to start: {reasons}")
+
+
 def main() -> None:
-    settings = get_settings()
+    settings = load_settings()
     configure_logging(settings.log_level, settings.log_json)
     asyncio.run(run_worker(settings))
     # Works around the interpreter-exit crash of the SDK's native runtime (sdk-python#300).

@@ -115,25 +115,9 @@ class OrderActivities:
         credentials go back to the workflow, which records them once the registry is back
         (`record_created_tenant`), so neither the tenant nor its password is ever lost.
         """
-        customer = order.customer
-        request = NewCustomer(
-            domain=order.domain,
-            company_name=customer.company_name,
-            first_name=customer.contact.first_name,
-            last_name=customer.contact.last_name,
-            email=str(customer.contact.email),
-            address=CustomerAddress(
-                line1=customer.address.line1,
-                line2=customer.address.line2,
-                city=customer.address.city,
-                state=customer.address.state,
-                postal_code=customer.address.postal_code,
-                country=customer.address.country,
-            ),
-        )
         try:
             created = await self.provider.create_customer(
-                request, request_id=request_id("create-customer")
+                _new_customer(order), request_id=request_id("create-customer")
             )
         except ProviderError as err:
             if err.code in PERMANENT_CONFLICTS and activity.info().attempt > 1:
@@ -143,6 +127,11 @@ class OrderActivities:
                 if reconciled is not None:
                     return reconciled
             raise provider_failure(err, f"creating tenant {order.domain}") from err
+        if created.admin_password is None:
+            # The provider creates the tenant with the first order and hands the admin
+            # credentials to the client itself (Ingram): nothing to vault, nothing to reveal.
+            recorded = await self._record_tenant(order, created.tenant_id, TenantOrigin.CREATED)
+            return _tenant_ref(recorded)
         sealed = SealedCredentials(
             admin_username=created.admin_username,
             password_ciphertext=self.vault.encrypt(created.admin_password),
@@ -256,7 +245,10 @@ class OrderActivities:
         ]
         try:
             placed = await self.provider.place_order(
-                tenant.tenant_id, lines, request_id=request_id("place-order")
+                tenant.tenant_id,
+                lines,
+                request_id=request_id("place-order"),
+                new_tenant=_new_customer(order) if tenant.origin is TenantOrigin.CREATED else None,
             )
         except ProviderError as err:
             raise provider_failure(err, f"placing order on {tenant.domain}") from err
@@ -433,6 +425,25 @@ class OrderActivities:
             )
         except TenantConflict as err:
             raise ApplicationError(str(err), type="TenantConflict", non_retryable=True) from err
+
+
+def _new_customer(order: Order) -> NewCustomer:
+    customer = order.customer
+    return NewCustomer(
+        domain=order.domain,
+        company_name=customer.company_name,
+        first_name=customer.contact.first_name,
+        last_name=customer.contact.last_name,
+        email=str(customer.contact.email),
+        address=CustomerAddress(
+            line1=customer.address.line1,
+            line2=customer.address.line2,
+            city=customer.address.city,
+            state=customer.address.state,
+            postal_code=customer.address.postal_code,
+            country=customer.address.country,
+        ),
+    )
 
 
 def _tenant_ref(record: TenantRecord, credentials_ref: str | None = None) -> TenantRef:

@@ -18,6 +18,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.common import in_thread, provider_failure, request_id, send_once
 from csp_core.notifications import messages
@@ -44,6 +45,12 @@ from csp_core.renewals.values import (
     renewal_workflow_id,
 )
 from csp_core.stages import PaymentStatus
+from csp_core.subscriptions.values import (
+    REACTIVATED_SIGNAL,
+    SUSPENDED_SIGNAL,
+    PaymentHold,
+    subscription_workflow_id,
+)
 from csp_core.timezones import zone
 from temporalutil import search_attributes as sa
 
@@ -231,10 +238,14 @@ class RenewalActivities:
     @activity.defn
     async def suspend_subscription(self, charge: RenewalCharge) -> None:
         await self._set_status(charge, SubscriptionStatus.SUSPENDED, "suspended")
+        # Suspending turns auto-renew off at the provider; the registry says so too.
+        await in_thread(self.registry.set_subscription_auto_renew, charge.subscription_id, False)
+        await self._tell_subscription(charge, SUSPENDED_SIGNAL)
 
     @activity.defn
     async def reactivate_subscription(self, charge: RenewalCharge) -> None:
         await self._set_status(charge, SubscriptionStatus.ACTIVE, "active")
+        await self._tell_subscription(charge, REACTIVATED_SIGNAL)
 
     async def _set_status(
         self, charge: RenewalCharge, status: SubscriptionStatus, registry_status: str
@@ -248,9 +259,31 @@ class RenewalActivities:
             )
         except ProviderError as err:
             raise provider_failure(err, f"setting {charge.subscription_id} {status.value}") from err
+        # Only between active and suspended: a subscription that expired or was cancelled
+        # meanwhile stays so (and owes no more renewal charges).
         await in_thread(
-            self.registry.set_subscription_status, charge.subscription_id, registry_status
+            self.registry.set_subscription_status,
+            charge.subscription_id,
+            registry_status,
+            only_from={"active", "suspended"},
         )
+
+    async def _tell_subscription(self, charge: RenewalCharge, signal: str) -> None:
+        """Signal the subscription's workflow (it refuses changes while suspended). From here,
+        not from the renewal workflow, so that workflow's history gains no command. A
+        subscription without a workflow (bought before subscription workflows, not adopted
+        yet) or whose workflow has ended has nobody to tell; that is no failure."""
+        handle = self.client.get_workflow_handle(subscription_workflow_id(charge.subscription_id))
+        try:
+            await handle.signal(signal, PaymentHold(period=charge.period))
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            log.info(
+                "subscription_workflow_not_running",
+                subscription_id=charge.subscription_id,
+                signal=signal,
+            )
 
     # ------------------------------------------------------------------ e-mail
     @activity.defn

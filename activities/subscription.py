@@ -16,7 +16,17 @@ from csp_core.notifications.mailer import Mailer
 from csp_core.providers.port import WINDOW_CLOSED_CODES, Provider, ProviderError
 from csp_core.registry import Registry, UnknownSubscription
 from csp_core.renewals.billing import DEFAULT_CUTOFF_DAY, RenewalPolicy, billing_span
-from csp_core.subscriptions.values import CancelNotice, SeatsChanged, SubscriptionRef
+from csp_core.stages import SubscriptionStatus
+from csp_core.subscriptions.values import (
+    CancelNotice,
+    ProviderView,
+    SeatsChanged,
+    SubscriptionRef,
+    TermNotice,
+    TermNoticeKind,
+    TermRecord,
+    status_from_provider,
+)
 from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE, zone
 
 log = structlog.get_logger(__name__)
@@ -87,7 +97,12 @@ class SubscriptionActivities:
             )
         except ProviderError as err:
             raise _refusal(err, f"cancelling {ref.subscription_id}") from err
-        await in_thread(self.registry.set_subscription_status, ref.subscription_id, "cancelled")
+        await in_thread(
+            self.registry.set_subscription_status,
+            ref.subscription_id,
+            "cancelled",
+            cancelled_at=activity.info().scheduled_time,
+        )
 
     @activity.defn
     async def set_auto_renew(self, ref: SubscriptionRef, enabled: bool, change_id: str) -> bool:
@@ -101,7 +116,102 @@ class SubscriptionActivities:
         except ProviderError as err:
             state = "on" if enabled else "off"
             raise _refusal(err, f"turning auto-renew {state} on {ref.subscription_id}") from err
-        return answer.auto_renew_enabled
+        enabled_now = answer.auto_renew_enabled
+        await in_thread(self.registry.set_subscription_auto_renew, ref.subscription_id, enabled_now)
+        return enabled_now
+
+    # ------------------------------------------------------------------ terms
+    @activity.defn
+    async def look_up(self, ref: SubscriptionRef) -> ProviderView:
+        """The subscription as the provider has it now (at a term's end: was it cancelled,
+        suspended, or its auto-renew changed, outside this system?)."""
+        try:
+            found = await self.provider.get_subscription(ref.tenant_id, ref.subscription_id)
+        except ProviderError as err:
+            raise provider_failure(err, f"reading subscription {ref.subscription_id}") from err
+        return ProviderView(
+            status=status_from_provider(found.status),
+            seats=found.quantity,
+            auto_renew=found.auto_renew_enabled,
+            term_started_at=found.effective_start_date,
+            term_ends_at=found.commitment_end_date,
+        )
+
+    @activity.defn
+    async def record_term(self, ref: SubscriptionRef, term: TermRecord) -> None:
+        """The registry keeps the current term (the first one, then each renewal's), and the
+        seats and auto-renew as the workflow holds them then."""
+        try:
+            await in_thread(
+                self.registry.record_subscription_term,
+                ref.subscription_id,
+                term.started_at,
+                term.ends_at,
+            )
+            sub_id = ref.subscription_id
+            await in_thread(self.registry.set_subscription_quantity, sub_id, term.seats)
+            await in_thread(self.registry.set_subscription_auto_renew, sub_id, term.auto_renew)
+        except UnknownSubscription:
+            # Nothing to keep it in (a subscription the registry never recorded).
+            log.warning("term_not_recorded", subscription_id=ref.subscription_id)
+
+    @activity.defn
+    async def record_closed(self, ref: SubscriptionRef, status: SubscriptionStatus) -> None:
+        """The term ended without renewing (EXPIRED), or the provider shows it cancelled
+        outside this system (CANCELLED): the registry says so, and renewal charges stop (only
+        active and suspended subscriptions owe them). A subscription the registry already
+        shows closed is left as it is."""
+        closed = {SubscriptionStatus.EXPIRED: "expired", SubscriptionStatus.CANCELLED: "cancelled"}
+        when = activity.info().scheduled_time
+        try:
+            await in_thread(
+                self.registry.set_subscription_status,
+                ref.subscription_id,
+                closed[status],
+                cancelled_at=when if status is SubscriptionStatus.CANCELLED else None,
+                only_from={"active", "suspended"},
+            )
+        except UnknownSubscription:
+            log.warning("close_not_recorded", subscription_id=ref.subscription_id)
+
+    @activity.defn
+    async def notify_term(self, notice: TermNotice) -> None:
+        """Renewed, expiring in N days, or expired: an e-mail to the reseller, once."""
+        sub = notice.subscription
+        term = messages.TermDetails(
+            subscription_id=sub.subscription_id,
+            product_name=sub.product_name,
+            seats=notice.seats,
+            company_name=sub.company_name,
+            domain=sub.domain,
+            reseller_name=sub.reseller_name,
+            reseller_email=sub.reseller_email,
+            term=sub.term.value,
+            billing_cycle=sub.billing_cycle.value,
+            term_started_at=notice.term_started_at,
+            term_ends_at=notice.term_ends_at,
+            order_id=sub.order_id,
+        )
+        tz = zone(self.business_timezone)
+        match notice.kind:
+            case TermNoticeKind.RENEWED:
+                email = messages.subscription_renewed(term, key=notice.key, tz=tz)
+            case TermNoticeKind.EXPIRING:
+                email = messages.subscription_expiring(
+                    term,
+                    notice.days_before or 0,
+                    key=notice.key,
+                    tz=tz,
+                    suspended_for=notice.suspended_for,
+                )
+            case TermNoticeKind.EXPIRED:
+                email = messages.subscription_expired(
+                    term, key=notice.key, tz=tz, suspended_for=notice.suspended_for
+                )
+        if not await send_once(
+            self.registry, self.mailer, email, subscription_id=sub.subscription_id
+        ):
+            log.info("notification_already_sent", key=email.key)
 
     @activity.defn
     async def notify_cancelled(self, notice: CancelNotice) -> None:

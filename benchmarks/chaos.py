@@ -251,7 +251,7 @@ async def workload(stack: ChaosStack, args: argparse.Namespace) -> int:
     began = time.monotonic()
     rng = random.Random(args.seed)
     run = datetime.now(UTC).strftime("%H%M%S")
-    sandbox = httpx.AsyncClient(base_url=settings.provider_base_url, timeout=30)
+    sandbox = httpx.AsyncClient(base_url=settings.provider_url, timeout=30)
 
     # The mix: half create, a quarter link-ours, a quarter link-invite (accepted by signal).
     modes = [("create", "link-ours", "create", "link-invite")[n % 4] for n in range(args.orders)]

@@ -250,9 +250,13 @@ def echo_details(details: SubscriptionDetails, headline: str | None = None) -> N
         f"{details.billing_cycle.value}"
     )
     typer.echo(f"  auto-renew  {'on' if details.auto_renew else 'off'}")
+    # The term is over at the anniversary (it renews or expires then); the provider dates its
+    # last day (commitmentEndDate) as that day's 00:00 UTC, which is the evening before locally.
+    ends = details.term_end_instant or details.term_ends_at
+    renews = "renews" if details.auto_renew else "expires"
     typer.echo(
         f"  term        {format_local(details.term_started_at, tz)} → "
-        f"{format_local(details.term_ends_at, tz, tz.key)}"
+        f"{format_local(ends, tz, tz.key)} ({renews} then)"
     )
     until = format_local(details.cancellable_until, tz, tz.key)
     if details.status.is_final:
@@ -300,9 +304,10 @@ def subscriptions_list(
         typer.echo("no subscriptions" + (f" on {wanted_domain}" if wanted_domain else ""))
         return
     tz = zone(get_settings().business_timezone)
+    typer.echo(f"(times in {tz.key}; term ends: the provider's last day of the term)")
     typer.echo(
         f"{'domain':<32} {'subscription':<38} {'status':<10} {'seats':>5} {'auto':<4} "
-        f"{'cancellable until':<17} {'term ends':<10} reseller ({tz.key})"
+        f"{'cancellable until':<17} {'term ends':<10} reseller"
     )
     for row in rows:
         until = format_local(row.cancellable_until, tz) if row.cancellable_until else "-"

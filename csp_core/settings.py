@@ -6,13 +6,15 @@ into each workflow's input when it starts, so changing them never breaks a repla
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from csp_core.renewals.billing import CutoffPolicy
@@ -28,6 +30,45 @@ class ProviderKind(StrEnum):
     INGRAM = "ingram"
 
 
+class Deployment(StrEnum):
+    """DEPLOYMENT=production refuses what only belongs on a developer's machine (see
+    `_production_guard`); development (the default) allows the local sandbox for any provider."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+# The local sandbox (devstack, tests): its URL and bearer token are the sandbox provider's
+# defaults, and nothing else's.
+SANDBOX_BASE_URL = "http://127.0.0.1:8100"
+SANDBOX_TOKEN = "sandbox-token"
+# Domains reserved for examples and tests (RFC 2606, RFC 6761) and this project's own example
+# domain: an address there must never be a production sender or recipient.
+_EXAMPLE_TLDS = frozenset({"example", "test", "invalid", "localhost"})
+_EXAMPLE_LABEL = "example"
+
+
+def is_example_address(address: str) -> bool:
+    """True for e-mail addresses at example or test domains (marketplace.example.mx, a.test)."""
+    match = re.search(r"@([^>\s]+)", address)
+    if match is None:
+        return False
+    labels = match.group(1).lower().rstrip(".").split(".")
+    return labels[-1] in _EXAMPLE_TLDS or _EXAMPLE_LABEL in labels
+
+
+def is_local_url(url: str) -> bool:
+    """True for URLs that point at this machine (the sandbox) rather than a provider."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
 def _int_list(value: object) -> object:
     if isinstance(value, str):
         return [int(part) for part in value.replace(" ", "").split(",") if part]
@@ -35,7 +76,8 @@ def _int_list(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused configuration must not print the secrets it was given.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     # Temporal
     temporal_address: str = "localhost:7233"
@@ -58,14 +100,31 @@ class Settings(BaseSettings):
     secrets_key: SecretStr | None = None
     secrets_key_file: Path = DATA_DIR / "secrets.key"
 
-    # Provider
+    # development | production (production refuses sandbox URLs, tokens and example addresses)
+    deployment: Deployment = Deployment.DEVELOPMENT
+
+    # Provider: sandbox (the local sandbox's Partner Center face), partner_center, or ingram
+    # (Ingram Micro's Xvantage API). PROVIDER_BASE_URL defaults to the sandbox for `sandbox`
+    # only; the others must name theirs (devstack points them at the local sandbox).
     provider: ProviderKind = ProviderKind.SANDBOX
-    provider_base_url: str = "http://127.0.0.1:8100"
-    provider_api_key: SecretStr = SecretStr("sandbox-token")
+    provider_base_url: str | None = None
+    # Partner Center's bearer token (sandbox: the sandbox's token by default).
+    provider_api_key: SecretStr | None = None
     provider_timeout_seconds: float = 30.0
     # Our (the marketplace's) partner identifiers, sent as reseller of record.
     partner_tenant_id: str = "00000000-0000-0000-0000-00000000a5e0"
     partner_mpn_id: str = "6543210"
+
+    # Ingram Micro Xvantage (PROVIDER=ingram): OAuth2 client credentials, our Ingram customer
+    # number (IM-CustomerNumber), the country (IM-CountryCode) and our sender id (IM-SenderID).
+    ingram_client_id: str | None = None
+    ingram_client_secret: SecretStr | None = None
+    ingram_customer_number: Annotated[str | None, Field(max_length=10)] = None
+    ingram_country_code: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "MX"
+    ingram_sender_id: Annotated[str, Field(min_length=1, max_length=32)] = "csp-orchestrator"
+    # Ingram's own Microsoft partner tenant: the indirect provider the client accepts beside us
+    # (it goes into the invitation link, with PARTNER_TENANT_ID and PARTNER_MPN_ID).
+    ingram_tenant_id: str = "00000000-0000-0000-0000-0000000019a0"
 
     # Mail
     smtp_host: str = "127.0.0.1"
@@ -102,6 +161,53 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = "INFO"
     log_json: bool = False
+
+    @model_validator(mode="after")
+    def _provider_configured(self) -> Self:
+        """The chosen provider has what it needs, or nothing starts: every missing setting is
+        named, by its environment variable."""
+        if self.provider is ProviderKind.SANDBOX:
+            self.provider_base_url = self.provider_base_url or SANDBOX_BASE_URL
+            self.provider_api_key = self.provider_api_key or SecretStr(SANDBOX_TOKEN)
+        required: dict[str, object] = {"PROVIDER_BASE_URL": self.provider_base_url}
+        if self.provider is ProviderKind.PARTNER_CENTER:
+            required["PROVIDER_API_KEY"] = self.provider_api_key
+        if self.provider is ProviderKind.INGRAM:
+            required |= {
+                "INGRAM_CLIENT_ID": self.ingram_client_id,
+                "INGRAM_CLIENT_SECRET": self.ingram_client_secret,
+                "INGRAM_CUSTOMER_NUMBER": self.ingram_customer_number,
+            }
+        missing = [name for name, value in required.items() if not value]
+        if missing:
+            raise ValueError(
+                f"PROVIDER={self.provider.value} is not configured: set {', '.join(missing)}"
+            )
+        if self.deployment is Deployment.PRODUCTION:
+            self._production_guard()
+        return self
+
+    def _production_guard(self) -> None:
+        """Sandbox URLs, tokens and example addresses never reach production unnoticed."""
+        problems = []
+        if self.provider is ProviderKind.SANDBOX:
+            problems.append("PROVIDER=sandbox (use partner_center or ingram)")
+        url = self.provider_base_url or ""
+        if is_local_url(url) or urlsplit(url).scheme != "https":
+            problems.append(f"PROVIDER_BASE_URL={url} is not a provider's https URL")
+        if self.provider_api_key and self.provider_api_key.get_secret_value() == SANDBOX_TOKEN:
+            problems.append("PROVIDER_API_KEY is the sandbox token")
+        for name, address in (("MAIL_FROM", self.mail_from), ("OPS_EMAIL", self.ops_email)):
+            if is_example_address(address):
+                problems.append(f"{name}={address} is an example address")
+        if problems:
+            raise ValueError("DEPLOYMENT=production refuses: " + "; ".join(problems))
+
+    @property
+    def provider_url(self) -> str:
+        """PROVIDER_BASE_URL, which validation guarantees is set."""
+        assert self.provider_base_url is not None
+        return self.provider_base_url
 
     @field_validator("acceptance_reminder_days", "renewal_reminder_days", mode="before")
     @classmethod

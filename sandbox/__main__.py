@@ -1,4 +1,5 @@
-"""`python -m sandbox`: run the Partner Center sandbox in the foreground (dev stack)."""
+"""`python -m sandbox`: run the provider sandbox (Partner Center and Xvantage faces) in the
+foreground (dev stack)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,25 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="seed of the fault RNG, to repeat a run (default: $SANDBOX_FAULTS_SEED; random)",
     )
+    parser.add_argument(
+        "--xvantage-client-id",
+        default=os.environ.get("SANDBOX_XVANTAGE_CLIENT_ID", "sandbox-client"),
+        help="Xvantage face: the OAuth client id it accepts (default: "
+        "$SANDBOX_XVANTAGE_CLIENT_ID or sandbox-client)",
+    )
+    parser.add_argument(
+        "--xvantage-client-secret",
+        default=os.environ.get("SANDBOX_XVANTAGE_CLIENT_SECRET", "sandbox-secret"),
+        help="Xvantage face: the client secret it accepts (default: "
+        "$SANDBOX_XVANTAGE_CLIENT_SECRET or sandbox-secret)",
+    )
+    parser.add_argument(
+        "--xvantage-order-delay",
+        type=float,
+        default=float(os.environ.get("SANDBOX_XVANTAGE_ORDER_DELAY", "0") or 0),
+        help="Xvantage face: seconds before a v7 order is processed (default: "
+        "$SANDBOX_XVANTAGE_ORDER_DELAY or 0)",
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     seed = args.faults_seed
@@ -72,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
         token=args.token,
         enforce_relationship=args.enforce_relationship,
         faults=faults,
+        xvantage_client_id=args.xvantage_client_id,
+        xvantage_client_secret=args.xvantage_client_secret,
+        xvantage_order_delay_seconds=args.xvantage_order_delay,
     )
     log.info(
         "sandbox.listening",

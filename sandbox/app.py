@@ -29,10 +29,28 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox.state import Fault, FaultKind, FaultProfile, SandboxError, SandboxState
+from sandbox import xvantage
+from sandbox.state import (
+    CURRENT_FACE,
+    Face,
+    Fault,
+    FaultKind,
+    FaultProfile,
+    SandboxError,
+    SandboxState,
+)
 
 # Paths that are Partner Center API (auth, faults, idempotency apply); /sandbox/* are controls.
 API_PREFIX = "/v1/"
+
+
+def face_of(path: str) -> Face | None:
+    """Which API face a path belongs to (None: a /sandbox control, never faulted)."""
+    if path.startswith(API_PREFIX):
+        return "partner_center"
+    if path.startswith(xvantage.PREFIXES):
+        return "xvantage"
+    return None
 
 
 class _Body(BaseModel):
@@ -180,10 +198,16 @@ def create_app(
     partner_tenant_id: str = "00000000-0000-0000-0000-00000000a5e0",
     enforce_relationship: bool = False,
     faults: FaultProfile | None = None,
+    xvantage_client_id: str = "sandbox-client",
+    xvantage_client_secret: str = "sandbox-secret",
+    xvantage_order_delay_seconds: float = 0.0,
+    xvantage_token_ttl_seconds: float = 86399,
 ) -> FastAPI:
     """Build the sandbox app; the world is loaded from `state_file` when it exists.
 
-    `faults` adds random faults and latency to every Partner Center call (never to /sandbox/*).
+    `faults` adds random faults and latency to every API call of both faces, Partner Center
+    (/v1) and Xvantage (/resellers, /oauth); never to /sandbox/*. The Xvantage face processes a
+    v7 order `xvantage_order_delay_seconds` after it was submitted.
     """
     state = SandboxState(
         state_file,
@@ -191,24 +215,42 @@ def create_app(
         partner_tenant_id=partner_tenant_id,
         enforce_relationship=enforce_relationship,
     )
-    app = FastAPI(title="Partner Center sandbox", docs_url="/sandbox/docs", redoc_url=None)
+    app = FastAPI(title="Provider sandbox", docs_url="/sandbox/docs", redoc_url=None)
     app.state.sandbox = state
     app.state.fault_profile = faults or FaultProfile()
-    app.add_middleware(
-        _Gate, state=state, profile=app.state.fault_profile, expected_auth=f"Bearer {token}"
+    face = xvantage.XvantageFace(
+        state,
+        client_id=xvantage_client_id,
+        client_secret=xvantage_client_secret,
+        order_delay_seconds=xvantage_order_delay_seconds,
+        token_ttl_seconds=xvantage_token_ttl_seconds,
     )
+    app.state.xvantage = face
+    app.add_middleware(
+        _Gate,
+        state=state,
+        profile=app.state.fault_profile,
+        expected_auth=f"Bearer {token}",
+        xvantage=face,
+    )
+    app.include_router(xvantage.router(face))
 
     @app.exception_handler(SandboxError)
-    async def _sandbox_error(_: Request, exc: SandboxError) -> JSONResponse:
+    async def _sandbox_error(request: Request, exc: SandboxError) -> JSONResponse:
+        if face_of(request.url.path) == "xvantage":
+            return xvantage.xv_error(exc.status, exc.code, exc.description)
         return _error(exc.status, exc.code, exc.description)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # A field error names the field; a whole-body rule (model validator) says its message.
         fields = ", ".join(
             ".".join(str(p) for p in err["loc"][1:]) or str(err["msg"]) for err in exc.errors()
         )
-        return _error(400, "InvalidInput", f"The request is invalid: {fields or 'body'}.")
+        message = f"The request is invalid: {fields or 'body'}."
+        if face_of(request.url.path) == "xvantage":
+            return xvantage.xv_error(400, "/errors/validation-failed", message)
+        return _error(400, "InvalidInput", message)
 
     def idempotent_write(
         request: Request, request_id: str | None, op: Callable[[], tuple[int, Any]]
@@ -341,7 +383,8 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/sandbox/stats")
-    async def stats() -> dict[str, int]:
+    async def stats() -> dict[str, Any]:
+        """Totals, and `by_face` (partner_center, xvantage) with the same counters."""
         return state.stats()
 
     @app.get("/sandbox/world")
@@ -402,7 +445,8 @@ def create_app(
 
 
 class _Gate:
-    """Pure ASGI middleware on /v1/ paths: auth, latency, then faults, then the API.
+    """Pure ASGI middleware on the API paths of both faces: auth, latency, then faults, then
+    the API. The face is noted for the call (stats.by_face), and errors speak its shape.
 
     Pure ASGI (not @app.middleware) because a lost response must let the endpoint commit and
     then either answer 502 or drop the connection after the status line: both need control of
@@ -410,25 +454,56 @@ class _Gate:
     """
 
     def __init__(
-        self, app: ASGIApp, *, state: SandboxState, profile: FaultProfile, expected_auth: str
+        self,
+        app: ASGIApp,
+        *,
+        state: SandboxState,
+        profile: FaultProfile,
+        expected_auth: str,
+        xvantage: xvantage.XvantageFace,
     ) -> None:
         self.app = app
         self.state = state
         self.profile = profile
         self.expected_auth = expected_auth.encode()
+        self.xvantage = xvantage
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+        face = face_of(scope["path"]) if scope["type"] == "http" else None
+        if face is None:
             await self.app(scope, receive, send)
             return
+        marker = CURRENT_FACE.set(face)
+        try:
+            await self._gate(face, scope, receive, send)
+        finally:
+            CURRENT_FACE.reset(marker)
+
+    def _answer(self, face: Face, status: int, code: str, text: str, **headers: str) -> Any:
+        if face == "xvantage":
+            return xvantage.xv_error(status, code, text, **headers)
+        return _error(status, code, text, **headers)
+
+    def _authorized(self, face: Face, path: str, headers: dict[bytes, bytes]) -> bool:
+        given = headers.get(b"authorization", b"")
+        if face == "partner_center":
+            return hmac.compare_digest(given, self.expected_auth)
+        if path == xvantage.TOKEN_PATH:
+            return True  # the token endpoint checks the client credentials itself
+        scheme, _, token = given.decode("latin-1").partition(" ")
+        return scheme.lower() == "bearer" and self.xvantage.token_valid(token)
+
+    async def _gate(self, face: Face, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
-        if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected_auth):
-            answer = _error(401, "Unauthorized", "The bearer token is missing or invalid.")
+        method, path = scope["method"], scope["path"]
+        if not self._authorized(face, path, headers):
+            answer = self._answer(
+                face, 401, "Unauthorized", "The bearer token is missing, invalid or expired."
+            )
             await answer(scope, receive, send)
             return
         if self.profile.latency_ms > 0:
             await asyncio.sleep(self.profile.latency_ms / 1000)
-        method, path = scope["method"], scope["path"]
         lost_as: str | None = None
         fault = self.state.take_fault(method, path)
         if fault is not None and fault.kind == "error":
@@ -436,7 +511,8 @@ class _Gate:
                 {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
             )
             assert fault.status is not None
-            answer = _error(
+            answer = self._answer(
+                face,
                 fault.status,
                 fault.code or str(fault.status),
                 fault.description or "Injected sandbox fault.",
@@ -450,7 +526,7 @@ class _Gate:
             if kind == "lost_response":
                 lost_as = self.profile.rng.choice(("502", "drop"))
             else:
-                await self._random_fault(kind, scope, receive, send)
+                await self._random_fault(face, kind, scope, receive, send)
                 return
         correlation = headers.get(b"ms-correlationid")
         if lost_as is None:
@@ -470,7 +546,7 @@ class _Gate:
             return
         self.state.count_fault("lost_response")
         if lost_as == "502":
-            answer = _error(502, "BadGateway", "The upstream connection was reset.")
+            answer = self._answer(face, 502, "BadGateway", "The upstream connection was reset.")
             await answer(scope, receive, send)
             return
         # Dropped: the status line goes out, the body never does; returning without completing
@@ -479,11 +555,12 @@ class _Gate:
         await send(start)
 
     async def _random_fault(
-        self, kind: FaultKind, scope: Scope, receive: Receive, send: Send
+        self, face: Face, kind: FaultKind, scope: Scope, receive: Receive, send: Send
     ) -> None:
         self.state.count_fault(kind)
         if kind == "throttle":
-            answer = _error(
+            answer = self._answer(
+                face,
                 429,
                 "TooManyRequests",
                 "Rate limit exceeded (injected).",
@@ -491,7 +568,7 @@ class _Gate:
             )
         else:
             status = self.profile.rng.choice((500, 503))
-            answer = _error(status, str(status), "Injected sandbox fault.")
+            answer = self._answer(face, status, str(status), "Injected sandbox fault.")
         await answer(scope, receive, send)
 
 

@@ -19,6 +19,7 @@ import secrets
 import string
 import threading
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +53,10 @@ STAT_KEYS = (
     "faults_served_lost_response",
 )
 FaultKind = Literal["error", "throttle", "lost_response"]
+# The API face a request came in through: its effects are counted under stats.by_face too.
+FACES = ("partner_center", "xvantage")
+Face = Literal["partner_center", "xvantage"]
+CURRENT_FACE: ContextVar[Face | None] = ContextVar("sandbox_face", default=None)
 LostAs = Literal["502", "drop"]
 
 # Stable ids for the seeded world, so demos and tests can name them.
@@ -236,6 +241,7 @@ def seeded_world() -> dict[str, Any]:
             NORTHWIND_LEGACY_SUBSCRIPTION: {"lots": [seat_lot(legacy_item["quantity"], bought)]}
         },
         "stats": dict.fromkeys(STAT_KEYS, 0),
+        "stats_by_face": {face: dict.fromkeys(STAT_KEYS, 0) for face in FACES},
     }
 
 
@@ -414,8 +420,10 @@ class SandboxState:
         world.setdefault("order_meta", {})
         world.setdefault("subscription_meta", {})
         stats = world.setdefault("stats", {})
-        for key in STAT_KEYS:
-            stats.setdefault(key, 0)
+        by_face = world.setdefault("stats_by_face", {})
+        for counters in (stats, *(by_face.setdefault(face, {}) for face in FACES)):
+            for key in STAT_KEYS:
+                counters.setdefault(key, 0)
         return world
 
     def save(self) -> None:
@@ -433,11 +441,17 @@ class SandboxState:
             self.save()
 
     def bump(self, stat: str, by: int = 1) -> None:
+        """Count on the totals, and on the face the current request came through (if any)."""
         self.world["stats"][stat] = self.world["stats"].get(stat, 0) + by
+        if (face := CURRENT_FACE.get()) is not None:
+            counters = self.world["stats_by_face"][face]
+            counters[stat] = counters.get(stat, 0) + by
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
+        """The totals (what tests and benchmarks read) and `by_face` with the same counters."""
         with self.lock:
-            return dict(self.world["stats"])
+            by_face = {face: dict(self.world["stats_by_face"][face]) for face in FACES}
+            return {**self.world["stats"], "by_face": by_face}
 
     # -- faults and replays ----------------------------------------------------------------------
 

@@ -123,6 +123,64 @@ def test_workers_option(monkeypatch) -> None:  # type: ignore[no-untyped-def]
         raise AssertionError("WORKERS=two was accepted")
 
 
+def forget(monkeypatch, *names: str) -> None:  # type: ignore[no-untyped-def]
+    """Unset these for the test, and unset again afterwards (devstack sets them)."""
+    for name in names:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def test_provider_ingram_points_the_worker_at_the_sandboxs_xvantage_face(
+    monkeypatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from csp_core.settings import ProviderKind, get_settings
+    from devstack import SANDBOX_INGRAM, prepare_environment, services
+
+    forget(monkeypatch, "PROVIDER_BASE_URL", "PROVIDER_API_KEY", *SANDBOX_INGRAM)
+    monkeypatch.setenv("PROVIDER", "ingram")
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert prepare_environment() is None
+        settings = get_settings()
+        assert settings.provider is ProviderKind.INGRAM
+        assert settings.provider_base_url == "http://127.0.0.1:8100"
+        assert os.environ["INGRAM_CLIENT_ID"] == "sandbox-client"
+        # The sandbox accepts exactly the credentials the worker was given.
+        sandbox = next(s for s in services(1) if s.name == "sandbox")
+        assert sandbox.env["SANDBOX_XVANTAGE_CLIENT_ID"] == "sandbox-client"
+        assert sandbox.env["SANDBOX_XVANTAGE_CLIENT_SECRET"] == "sandbox-secret"
+        assert "--xvantage-order-delay" in sandbox.argv
+        workers = [s for s in services(1) if s.name.startswith("worker")]
+        assert workers and all(s.argv[-1].endswith("worker.py") for s in workers)
+    finally:
+        get_settings.cache_clear()
+
+
+def test_what_the_developer_set_wins(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from devstack import local_provider_env
+
+    environ = {"PROVIDER": "ingram", "INGRAM_CLIENT_ID": "mine", "PROVIDER_BASE_URL": "http://x"}
+    assert local_provider_env(environ) == {
+        "INGRAM_CLIENT_SECRET": "sandbox-secret",
+        "INGRAM_CUSTOMER_NUMBER": "20-222222",
+    }
+    assert local_provider_env({}) == {"PROVIDER_BASE_URL": "http://127.0.0.1:8100"}
+
+
+def test_partner_center_without_a_token_starts_nothing_and_names_it(
+    monkeypatch,
+) -> None:  # type: ignore[no-untyped-def]
+    from csp_core.settings import get_settings
+    from devstack import main
+
+    forget(monkeypatch, "PROVIDER_BASE_URL", "PROVIDER_API_KEY")
+    monkeypatch.setenv("PROVIDER", "partner_center")
+    try:
+        assert main([]) == 2
+    finally:
+        get_settings.cache_clear()
+
+
 def test_the_stack_supervises_the_http_api_on_its_port_and_shows_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,10 +47,14 @@ from csp_core.notifications import (
     renewal_suspended,
 )
 from csp_core.notifications.messages import (
+    TermDetails,
     renewal_partial_payment,
     renewal_reactivation_failed,
     renewal_suspension_failed,
     subscription_cancelled,
+    subscription_expired,
+    subscription_expiring,
+    subscription_renewed,
 )
 from csp_core.orders.failures import FailureCode, OrderFailure
 from csp_core.registry import (
@@ -123,6 +127,22 @@ def renewal(**overrides: object) -> RenewalDetails:
 
 
 LINES = [("Microsoft 365 Business Basic", 10, "P1Y", "monthly")]
+
+# A P1Y term bought 2026-11-02 17:30 UTC: last day 2027-11-01 (Partner Center's date).
+TERM = TermDetails(
+    subscription_id="a1b2c3d4-0000-4000-8000-000000000001",
+    product_name="Microsoft 365 Business Basic",
+    seats=10,
+    company_name=COMPANY,
+    domain="contosomx.onmicrosoft.com",
+    reseller_name=RESELLER,
+    reseller_email=RESELLER_EMAIL,
+    term="P1Y",
+    billing_cycle="monthly",
+    term_started_at=datetime(2026, 11, 2, 17, 30, tzinfo=UTC),
+    term_ends_at=datetime(2027, 11, 1, tzinfo=UTC),
+    order_id=ORDER_ID,
+)
 
 ALL_BUILDERS: dict[str, Callable[[str], Email]] = {
     "partner_invitation": invitation,
@@ -199,6 +219,9 @@ ALL_BUILDERS: dict[str, Callable[[str], Email]] = {
         seats=10,
         cancelled_at=CUTOFF,
     ),
+    "subscription_renewed": lambda key: subscription_renewed(TERM, key=key),
+    "subscription_expiring": lambda key: subscription_expiring(TERM, 30, key=key),
+    "subscription_expired": lambda key: subscription_expired(TERM, key=key),
 }
 
 

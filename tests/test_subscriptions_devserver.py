@@ -137,6 +137,6 @@ async def test_ops_find_subscriptions_by_domain_reseller_and_status(dev_stack: S
     [gone] = await listed(env, "--status", "cancelled", count=1)
     assert (gone["subscription_id"], gone["status"]) == (contoso.subscription_id, "CANCELLED")
     text = await csp(env, "subscriptions", "list", "--domain", CONTOSO)
-    header, line = text.stdout.strip().splitlines()
-    assert "cancellable until" in header and "America/Mexico_City" in header
+    zone_note, header, line = text.stdout.strip().splitlines()
+    assert "America/Mexico_City" in zone_note and "cancellable until" in header
     assert line.split()[:4] == [CONTOSO, contoso.subscription_id, "CANCELLED", "10"]

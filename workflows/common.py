@@ -99,6 +99,11 @@ class BackgroundNotices:
         finally:
             self._pending -= 1
 
+    @property
+    def idle(self) -> bool:
+        """No notice is on its way (each was delivered or given up)."""
+        return self._pending == 0
+
     async def drain(self) -> None:
         """Wait until every notice was delivered or given up (never fails)."""
         await workflow.wait_condition(lambda: self._pending == 0)

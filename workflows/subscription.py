@@ -4,13 +4,19 @@ Every change to what was bought is asked for here, as a Workflow Update, so the 
 answer or the refusal at once. Validators apply Microsoft's New Commerce rules before anything
 is written (a refused change leaves no trace in history); the provider still has the last word,
 and its refusal reaches the caller with the reason. Each change is idempotent by the caller's
-request id (the update id): asked again, it answers as the first time and calls nobody.
+request id (the update id): asked again, it answers as the first time and calls nobody, also
+after the workflow continued as new (recent answers travel with it).
+
+The workflow lives through the subscription's terms (workflows/subscription_term.py): at each
+term's end it renews (auto-renew on: a new term and a new 168 h window, then it continues as
+new) or expires (off, or suspended), warning the reseller 30 and 7 days before an expiry. The
+renewal payment activities tell it when an unpaid renewal suspends it and when payment
+reactivates it (signals); while suspended it refuses every change, with the way out.
 """
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -22,14 +28,19 @@ with workflow.unsafe.imports_passed_through():
     from csp_core.calendar import business_time
     from csp_core.stages import SubscriptionStatus
     from csp_core.subscriptions.values import (
+        REACTIVATED_SIGNAL,
+        SUSPENDED_SIGNAL,
         CancelNotice,
+        PaymentHold,
         SubscriptionDetails,
-        SubscriptionRef,
         SubscriptionStart,
     )
-    from csp_core.subscriptions.windows import change_window_end, change_window_open
     from temporalutil import search_attributes as sa
-    from workflows.common import BackgroundNotices, OpsAlerts
+    from workflows.subscription_term import (
+        TERM_LIFECYCLE,
+        TERMS_FOLLOWED_LATE,
+        SubscriptionTerms,
+    )
 
 # The caller is waiting on the answer: retry throttling, outages and a renewal in progress (409,
 # ~2 min) for a while, then fail the change with the provider's last answer.
@@ -49,26 +60,25 @@ TRANSFER_REFUSED = "LicenseTransferRefused"
 
 
 @workflow.defn
-class SubscriptionWorkflow:
+class SubscriptionWorkflow(SubscriptionTerms):
     @workflow.init
     def __init__(self, start: SubscriptionStart) -> None:
-        self._start = start
-        self._status = SubscriptionStatus.ACTIVE
-        self._seats = start.seats
-        self._auto_renew = start.auto_renew
-        self._term_started_at = start.purchased_at
-        self._term_ends_at = start.term_end
-        self._cancelled_at: datetime | None = None
-        # Answers already given, by update id: the same request asked again gets the same answer.
-        self._answers: dict[str, SubscriptionDetails] = {}
-        # One provider change at a time, in the order they were accepted.
-        self._changing = asyncio.Lock()
-        self._alerts = OpsAlerts()
-        self._notices = BackgroundNotices(self._alerts, self._show)
+        super().__init__(start)
 
     @workflow.run
     async def run(self, start: SubscriptionStart) -> SubscriptionDetails:
         self._show()
+        if workflow.patched(TERM_LIFECYCLE):
+            return await self._live(first_run=start.carried is None)
+        # Started before terms were followed (v5): it only waited for a cancel, until told to
+        # follow its terms (`follow_terms`); then it lives as a new one does from here on.
+        await workflow.wait_condition(
+            lambda: (
+                (self._status.is_final and workflow.all_handlers_finished()) or self._follow_terms
+            )
+        )
+        if not self._status.is_final and workflow.patched(TERMS_FOLLOWED_LATE):
+            return await self._live(first_run=True)
         await workflow.wait_condition(
             lambda: self._status.is_final and workflow.all_handlers_finished()
         )
@@ -78,23 +88,30 @@ class SubscriptionWorkflow:
     # ------------------------------------------------------------------ reads
     @workflow.query(description="Where the subscription stands.")
     def details(self) -> SubscriptionDetails:
-        return SubscriptionDetails(
-            subscription_id=self._start.subscription_id,
-            domain=self._start.domain,
-            reseller_id=self._start.reseller_id,
-            product_name=self._start.product_name,
-            sku=self._start.sku,
-            status=self._status,
-            seats=self._seats,
-            term=self._start.term,
-            billing_cycle=self._start.billing_cycle,
-            unit_price=self._start.unit_price,
-            auto_renew=self._auto_renew,
-            term_started_at=self._term_started_at,
-            cancellable_until=self._cancellable_until,
-            term_ends_at=self._term_ends_at,
-            cancelled_at=self._cancelled_at,
-        )
+        return self._details()
+
+    # ------------------------------------------------------------------ payment holds
+    @workflow.signal(
+        name=SUSPENDED_SIGNAL,
+        description="An unpaid renewal charge suspended the subscription at the provider (which "
+        "also turned its auto-renew off): every change is refused until it is reactivated.",
+    )
+    def suspended_for_nonpayment(self, hold: PaymentHold) -> None:
+        self._hold(hold)
+
+    @workflow.signal(
+        name=REACTIVATED_SIGNAL,
+        description="The renewal charge was paid and the provider reactivated the subscription.",
+    )
+    def reactivated_after_payment(self, hold: PaymentHold) -> None:
+        self._release(hold)
+
+    @workflow.signal(
+        description="A workflow started before terms were followed (release v5) starts "
+        "following them: expiry notices, renewal or expiry at the term's end. Harmless on others."
+    )
+    def follow_terms(self) -> None:
+        self._follow_terms = True
 
     # ------------------------------------------------------------------ seats
     @workflow.update(description="Add seats (any time while active).")
@@ -207,26 +224,22 @@ class SubscriptionWorkflow:
         )
 
     # ------------------------------------------------------------------ rules
-    @property
-    def _cancellable_until(self) -> datetime:
-        return change_window_end(self._term_started_at)
-
-    def _window_open(self) -> bool:
-        return change_window_open(self._term_started_at, workflow.now())
-
     def _check_changeable(self) -> None:
+        sub_id = self._start.subscription_id
         if self._status.is_final:
             raise ApplicationError(
-                f"subscription {self._start.subscription_id} is {self._status.value}: "
-                "nothing about it can change any more; buy a new subscription with "
-                "`csp order submit` if the client needs licenses again",
+                f"subscription {sub_id} is {self._status.value}: nothing about it can change any "
+                "more; buy a new subscription with `csp order submit` if the client needs "
+                "licenses again",
                 type=CHANGE_REFUSED,
             )
         if self._status is SubscriptionStatus.SUSPENDED:
+            period = self._suspended_for or "<YYYY-MM>"
             raise ApplicationError(
-                f"subscription {self._start.subscription_id} is SUSPENDED: Microsoft accepts no "
-                "change while it is suspended; record the pending renewal payment so it is "
-                "reactivated, then ask again",
+                f"subscription {sub_id} is SUSPENDED for its unpaid renewal charge of {period}: "
+                "Microsoft accepts no change while it is suspended. Way out: record the payment "
+                f"(`csp payment record {sub_id} --period {period} --reference <ref>`); the "
+                "subscription is reactivated then, and the change can be asked again",
                 type=CHANGE_REFUSED,
             )
 
@@ -259,8 +272,8 @@ class SubscriptionWorkflow:
     def _way_out(self) -> str:
         return (
             "Way out: turn auto-renew off so it ends at the term's end "
-            f"({business_time(self._term_ends_at)}), or reduce the seats at renewal, within 168 h "
-            "after it."
+            f"({business_time(self._term_end_instant)}), or reduce the seats at renewal, within "
+            "168 h after it."
         )
 
     # ------------------------------------------------------------------ doing
@@ -300,14 +313,6 @@ class SubscriptionWorkflow:
                 f"the provider did not make the change: {reason}", type=CHANGE_REFUSED
             ) from err
 
-    @property
-    def _ref(self) -> SubscriptionRef:
-        return SubscriptionRef(
-            subscription_id=self._start.subscription_id,
-            tenant_id=self._start.tenant_id,
-            domain=self._start.domain,
-        )
-
     @staticmethod
     def _update_id() -> str:
         info = workflow.current_update_info()
@@ -319,21 +324,5 @@ class SubscriptionWorkflow:
 
     def _answer(self) -> SubscriptionDetails:
         answer = self.details()
-        self._answers[self._update_id()] = answer
+        self._keep_answer(self._update_id(), answer)
         return answer
-
-    def _show(self) -> None:
-        """Current details for ops (the Web UI's workflow page)."""
-        lines = [
-            f"**{self._status.value}** · {self._start.product_name} ({self._start.sku}) on "
-            f"**{self._start.domain}** · reseller {self._start.reseller_id}",
-            f"Seats: {self._seats} · {self._start.term.value} billed "
-            f"{self._start.billing_cycle.value} · auto-renew {'on' if self._auto_renew else 'off'}",
-            f"Term: {business_time(self._term_started_at)} → {business_time(self._term_ends_at)}",
-            f"Seats can be removed / cancelled until {business_time(self._cancellable_until)}",
-        ]
-        if self._cancelled_at is not None:
-            lines.append(f"Cancelled at {business_time(self._cancelled_at)}")
-        if alerts := self._alerts.markdown():
-            lines.append(alerts)
-        workflow.set_current_details("\n\n".join(lines))

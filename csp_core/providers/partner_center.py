@@ -356,7 +356,12 @@ class PartnerCenterClient:
         return [_subscription(item) for item in data.get("items") or []]
 
     async def place_order(
-        self, tenant_id: str, lines: list[OrderLine], *, request_id: str
+        self,
+        tenant_id: str,
+        lines: list[OrderLine],
+        *,
+        request_id: str,
+        new_tenant: NewCustomer | None = None,  # created already by create_customer
     ) -> PlacedOrder:
         body = {
             "referenceCustomerId": tenant_id,

@@ -1,8 +1,13 @@
 """The provider port: what the orchestration needs from Microsoft's commerce side.
 
-Implemented by PartnerCenterClient (real API or local sandbox). Every write takes a
-`request_id`, sent as `MS-RequestId`: the same logical request reuses it on retry, so the
-provider does the work once.
+Implemented by PartnerCenterClient (real API or local sandbox) and XvantageClient (Ingram
+Micro's Xvantage Integration API, or the sandbox's Xvantage face). Every write takes a
+`request_id`: the same logical request reuses it on retry, so the provider does the work once
+(Partner Center's `MS-RequestId`; Xvantage's `IM-CorrelationID` is derived from it).
+
+An operation a provider has no API for raises `ProviderNotOffered` (code
+NOT_OFFERED_BY_PROVIDER, never transient): the caller must have a person do it, never treat it
+as done.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ class _Model(BaseModel):
 
 
 PERMANENT_CONFLICTS = frozenset({"DomainAlreadyExists"})
+# The code of ProviderNotOffered: the provider has no API for the operation (ops must do it).
+NOT_OFFERED_BY_PROVIDER = "NOT_OFFERED_BY_PROVIDER"
 
 # Partner Center error codes (developer/error-codes) for the New Commerce refusals of a
 # subscription change. All are 400s: business refusals, never worth retrying as they are.
@@ -60,6 +67,26 @@ class ProviderError(Exception):
         return self.status in (408, 429) or self.status >= 500
 
 
+class ProviderNotOffered(ProviderError):
+    """The provider has no API for `operation`: a person has to do it (never transient).
+
+    Raised, for instance, by the Ingram Xvantage adapter for seat changes, cancellation and
+    suspension, which Ingram's reseller API does not offer."""
+
+    def __init__(self, operation: str, provider: str, *, way_out: str | None = None) -> None:
+        message = f"{provider} offers no API to {operation}"
+        if way_out:
+            message += f": {way_out}"
+        # 501 Not Implemented: never retried, never a business refusal of the request itself.
+        super().__init__(message, status=501, code=NOT_OFFERED_BY_PROVIDER)
+        self.operation = operation
+        self.provider = provider
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
 class CustomerAddress(_Model):
     line1: str
     line2: str | None = None
@@ -96,7 +123,9 @@ class CreatedCustomer(_Model):
     tenant_id: str
     domain: str
     admin_username: str  # e.g. admin@contosomx.onmicrosoft.com
-    admin_password: SecretStr  # only ever held inside an activity: vault it, never return it
+    # Only ever held inside an activity: vault it, never return it. None when the provider hands
+    # the credentials to the client itself (Ingram: the tenant is created by the first order).
+    admin_password: SecretStr | None
 
 
 class OrderLine(_Model):
@@ -181,9 +210,18 @@ class Provider(Protocol):
         """GET /v1/customers/relationshiprequests: the link the client's admin accepts."""
 
     async def place_order(
-        self, tenant_id: str, lines: list[OrderLine], *, request_id: str
+        self,
+        tenant_id: str,
+        lines: list[OrderLine],
+        *,
+        request_id: str,
+        new_tenant: NewCustomer | None = None,
     ) -> PlacedOrder:
-        """POST /v1/customers/{tenant}/orders (idempotent on MS-RequestId)."""
+        """POST /v1/customers/{tenant}/orders (idempotent on MS-RequestId).
+
+        `new_tenant`: the customer behind a tenant that create_customer returned, for providers
+        that create the tenant with its first order (Ingram Xvantage); Partner Center created
+        it already and ignores it."""
 
     async def get_order(self, tenant_id: str, order_id: str) -> PlacedOrder:
         """GET /v1/customers/{tenant}/orders/{order}."""
@@ -234,6 +272,7 @@ class Provider(Protocol):
 
 __all__ = [
     "CANCELLATION_WINDOW_PASSED",
+    "NOT_OFFERED_BY_PROVIDER",
     "PERMANENT_CONFLICTS",
     "QUANTITY_CANNOT_DECREASE",
     "QUANTITY_OUT_OF_RANGE",
@@ -249,6 +288,7 @@ __all__ = [
     "Provider",
     "ProviderCustomer",
     "ProviderError",
+    "ProviderNotOffered",
     "ProviderSubscription",
     "ProvisioningState",
     "RefundableSeats",

@@ -232,39 +232,54 @@ class SubscriptionStore(Store):
         subscription_id: str,
         status: SubscriptionStatus | str,
         activated_at: datetime | None = None,
+        *,
+        cancelled_at: datetime | None = None,
+        only_from: Iterable[SubscriptionStatus | str] | None = None,
     ) -> SubscriptionRecord:
-        """Set the status; activated_at is set when given and otherwise kept."""
-        values: dict[str, Any] = {
-            "status": SubscriptionStatus(status).value,
-            "updated_at": utcnow(),
-        }
+        """Set the status; activated_at and cancelled_at are set when given and otherwise kept.
+
+        With `only_from`, a subscription in any other status is left as it is (a reactivation
+        must not bring an expired or cancelled subscription back to active, say)."""
+        values: dict[str, Any] = {"status": SubscriptionStatus(status).value}
         if activated_at is not None:
             values["activated_at"] = as_utc(activated_at)
-        with self._tx(write=True) as session:
-            result = session.execute(
-                update(Subscription)
-                .where(Subscription.subscription_id == subscription_id)
-                .values(**values)
-                .returning(Subscription.subscription_id),
-                execution_options={"synchronize_session": False},
-            )
-            if result.first() is None:
-                raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
-            return SubscriptionRecord.model_validate(session.get_one(Subscription, subscription_id))
+        if cancelled_at is not None:
+            values["cancelled_at"] = as_utc(cancelled_at)
+        allowed = None if only_from is None else {SubscriptionStatus(s).value for s in only_from}
+        return self._update_subscription(subscription_id, values, only_from=allowed)
 
     def set_subscription_quantity(self, subscription_id: str, quantity: int) -> SubscriptionRecord:
         """Record the seats the provider now bills (the total, as it answered a change)."""
         if quantity < 1:
             raise ValueError(f"quantity must be at least 1 (got {quantity})")
+        return self._update_subscription(subscription_id, {"quantity": quantity})
+
+    def record_subscription_term(
+        self, subscription_id: str, started_at: datetime, ends_at: datetime
+    ) -> SubscriptionRecord:
+        """Record the current term: its start (purchase or last renewal) and its last day."""
+        if ends_at <= started_at:
+            raise ValueError(f"a term ends after it starts ({started_at} .. {ends_at})")
+        values = {"term_started_at": as_utc(started_at), "term_ends_at": as_utc(ends_at)}
+        return self._update_subscription(subscription_id, values)
+
+    def set_subscription_auto_renew(
+        self, subscription_id: str, enabled: bool
+    ) -> SubscriptionRecord:
+        return self._update_subscription(subscription_id, {"auto_renew": enabled})
+
+    def _update_subscription(
+        self, subscription_id: str, values: dict[str, Any], only_from: set[str] | None = None
+    ) -> SubscriptionRecord:
         with self._tx(write=True) as session:
+            stmt = update(Subscription).where(Subscription.subscription_id == subscription_id)
+            if only_from is not None:
+                stmt = stmt.where(Subscription.status.in_(only_from))
             result = session.execute(
-                update(Subscription)
-                .where(Subscription.subscription_id == subscription_id)
-                .values(quantity=quantity, updated_at=utcnow())
-                .returning(Subscription.subscription_id),
+                stmt.values(**values, updated_at=utcnow()).returning(Subscription.subscription_id),
                 execution_options={"synchronize_session": False},
             )
-            if result.first() is None:
+            if result.first() is None and session.get(Subscription, subscription_id) is None:
                 raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
             return SubscriptionRecord.model_validate(session.get_one(Subscription, subscription_id))
 

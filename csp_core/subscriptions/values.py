@@ -3,15 +3,21 @@ and what it reports. Plain pydantic; no Temporal import."""
 
 from __future__ import annotations
 
-from calendar import monthrange
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
 from csp_core.orders.models import BillingCycle, Term
-from csp_core.stages import SubscriptionStatus
+from csp_core.providers.port import SubscriptionStatus as ProviderStatus
+from csp_core.stages import OpsAttention, SubscriptionStatus
+
+# Re-exported: their home is terms.py (callers import them from here too).
+from csp_core.subscriptions.terms import term_end as term_end
+from csp_core.subscriptions.terms import term_ends_on as term_ends_on
 from csp_core.subscriptions.windows import change_window_end
+from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE
 
 
 class _Model(BaseModel):
@@ -20,6 +26,13 @@ class _Model(BaseModel):
 
 def subscription_workflow_id(subscription_id: str) -> str:
     return f"subscription-{subscription_id}"
+
+
+# Signals the renewal activities send to a subscription's workflow when they suspend it for an
+# unpaid renewal charge, or reactivate it once paid. Named here: activities cannot import
+# workflows.
+SUSPENDED_SIGNAL = "suspended_for_nonpayment"
+REACTIVATED_SIGNAL = "reactivated_after_payment"
 
 
 class SubscriptionStart(_Model):
@@ -44,6 +57,11 @@ class SubscriptionStart(_Model):
     purchased_at: datetime
     term_end: datetime
     auto_renew: bool = True
+    # Where the expiry notices' local time (09:00) is read; a business setting, snapshotted.
+    business_timezone: str = DEFAULT_BUSINESS_TIMEZONE
+    # Set only when a run continues as new: the state it hands over (then it, not the fields
+    # above, says what the subscription is now).
+    carried: SubscriptionCarry | None = None
 
     @property
     def cancellable_until(self) -> datetime:
@@ -98,21 +116,112 @@ class SubscriptionDetails(_Model):
     cancellable_until: datetime
     term_ends_at: datetime
     cancelled_at: datetime | None = None
+    # When the term is over and it renews (auto-renew on) or expires (off): the anniversary.
+    term_end_instant: datetime | None = None
+    # The renewal period whose unpaid charge suspended it, while SUSPENDED.
+    suspended_for: str | None = None
+    # The next expiry notice this term, if one is still to come (sent only if auto-renew is
+    # off at that instant).
+    next_notice_at: datetime | None = None
+    expired_at: datetime | None = None
+    renewals: int = 0
 
 
-def term_ends_on(term_end: datetime) -> str:
-    """The term's last day as Partner Center dates it (commitmentEndDate, a UTC date)."""
-    return term_end.astimezone(UTC).date().isoformat()
+class PaymentHold(_Model):
+    """The renewal charge of `period` was not paid by its cutoff (a suspension), or was paid
+    afterwards (a reactivation): what the renewal activities signal."""
+
+    period: str
 
 
-TERM_MONTHS = {Term.P1M: 1, Term.P1Y: 12, Term.P3Y: 36}
+class ProviderView(_Model):
+    """What the provider says about the subscription when its term ends."""
+
+    status: SubscriptionStatus
+    seats: int
+    auto_renew: bool
+    term_started_at: datetime | None = None
+    term_ends_at: datetime | None = None
 
 
-def term_end(start: datetime, term: Term) -> datetime:
-    """The term's last instant as Partner Center dates it (commitmentEndDate: the day before the
-    monthly anniversary, at midnight UTC), for when the provider does not say."""
-    months = start.month - 1 + TERM_MONTHS[term]
-    year, month = start.year + months // 12, months % 12 + 1
-    day = min(start.day, monthrange(year, month)[1])
-    end = start.replace(year=year, month=month, day=day) - timedelta(days=1)
-    return end.replace(hour=0, minute=0, second=0, microsecond=0)
+_PROVIDER_STATUS = {
+    ProviderStatus.ACTIVE: SubscriptionStatus.ACTIVE,
+    ProviderStatus.PENDING: SubscriptionStatus.ACTIVE,
+    ProviderStatus.NONE: SubscriptionStatus.ACTIVE,
+    ProviderStatus.SUSPENDED: SubscriptionStatus.SUSPENDED,
+    ProviderStatus.DELETED: SubscriptionStatus.CANCELLED,
+    ProviderStatus.EXPIRED: SubscriptionStatus.EXPIRED,
+    ProviderStatus.DISABLED: SubscriptionStatus.EXPIRED,
+}
+
+
+def status_from_provider(status: ProviderStatus) -> SubscriptionStatus:
+    """Partner Center's status in our terms (disabled is what an expired term becomes)."""
+    return _PROVIDER_STATUS[status]
+
+
+class TermRecord(_Model):
+    """The current term for the registry, with the seats and auto-renew the workflow holds
+    (taken over from the provider at the term's end)."""
+
+    started_at: datetime
+    ends_at: datetime
+    seats: int
+    auto_renew: bool
+
+
+class TermNoticeKind(StrEnum):
+    RENEWED = "renewed"
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+
+
+class TermNotice(_Model):
+    """The reseller is told that a term renewed (the new term), will expire in `days_before`
+    days, or expired (the term that ended)."""
+
+    kind: TermNoticeKind
+    subscription: SubscriptionStart
+    seats: int
+    term_started_at: datetime
+    term_ends_at: datetime
+    days_before: int | None = None
+    # Set when it expired while suspended for an unpaid renewal.
+    suspended_for: str | None = None
+
+    @property
+    def key(self) -> str:
+        """One e-mail per subscription, term and kind (and notice day): stable across replays,
+        retries and continue-as-new, so the e-mail ledger sends it once."""
+        sub_id, last_day = self.subscription.subscription_id, term_ends_on(self.term_ends_at)
+        term = f"subscription-{sub_id}:term-{last_day}"
+        if self.kind is TermNoticeKind.EXPIRING:
+            return f"{term}:expiring-{self.days_before}d"
+        return f"{term}:{self.kind.value}"
+
+
+class KeptAnswer(_Model):
+    """An update's answer, kept so the same request id asked again gets it again."""
+
+    update_id: str
+    answer: SubscriptionDetails
+
+
+class SubscriptionCarry(_Model):
+    """Everything a SubscriptionWorkflow hands to its next run when it continues as new (at
+    each renewal, or when its history grows)."""
+
+    status: SubscriptionStatus
+    seats: int
+    auto_renew: bool
+    term_started_at: datetime
+    term_ends_at: datetime
+    suspended_for: str | None = None
+    # Expiry notices of this term still to come (days before its last day).
+    notices_ahead: tuple[int, ...] = ()
+    ops_attention: tuple[OpsAttention, ...] = ()
+    answers: tuple[KeptAnswer, ...] = ()
+    renewals: int = 0
+
+
+SubscriptionStart.model_rebuild()  # its `carried` field is defined below it

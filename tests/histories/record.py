@@ -147,3 +147,73 @@ async def test_adoption_of_northwind(stack: Stack, out: Path) -> None:
     assert len(report.adopted) == 1
     handle = stack.env.client.get_workflow_handle(adoption_workflow_id(report.domain))
     await save(handle, out, "adoption_northwind")
+
+
+async def _subscription(stack: Stack):  # -> WorkflowHandle of SubscriptionWorkflow
+    from workflows.subscription import SubscriptionWorkflow
+
+    bought = await stack.settle(await stack.submit(example("order-create.json")))
+    handle = stack.env.client.get_workflow_handle_for(
+        SubscriptionWorkflow.run, f"subscription-{bought.subscription_ids[0]}"
+    )
+    await stack.first_task_done(handle)
+    return handle
+
+
+async def _until(check, what: str):  # the workflow's work after a timer runs on the wall clock
+    import asyncio
+
+    for _ in range(400):
+        if result := await check():
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_subscription_renewed_then_cancelled(stack: Stack, out: Path) -> None:
+    """From v6: seats added, the term renews at the anniversary (auto-renew on) and continues
+    as new; the new run is cancelled inside the renewal's 168 h window. Both runs are kept."""
+    from csp_core.subscriptions.terms import term_end_instant
+    from workflows.subscription import SubscriptionWorkflow
+
+    handle = await _subscription(stack)
+    first_run = (await handle.describe()).run_id
+    await handle.execute_update(SubscriptionWorkflow.add_seats, 2, id="record-add")
+    details = await handle.query(SubscriptionWorkflow.details)
+    await advance_to(stack, term_end_instant(details.term_ends_at))
+
+    async def continued() -> bool:
+        return (await handle.describe()).run_id != first_run
+
+    await _until(continued, "continue-as-new at the renewal")
+    await handle.execute_update(SubscriptionWorkflow.cancel, id="record-cancel")
+    await stack.result(handle)
+    first = stack.env.client.get_workflow_handle(handle.id, run_id=first_run)
+    await save(first, out, "subscription_renewed")
+    await save(handle, out, "subscription_renewed_then_cancelled")
+
+
+async def test_subscription_expired_after_the_notices(stack: Stack, out: Path) -> None:
+    """From v6: auto-renew off, the 30-day notice, a suspension and a reactivation (as the
+    renewal activities signal them), the 7-day notice, expiry at the anniversary."""
+    from csp_core.subscriptions.terms import expiry_notice_at, term_end_instant
+    from csp_core.subscriptions.values import REACTIVATED_SIGNAL, SUSPENDED_SIGNAL, PaymentHold
+    from workflows.subscription import SubscriptionWorkflow
+
+    handle = await _subscription(stack)
+    await handle.execute_update(SubscriptionWorkflow.set_auto_renew, False, id="record-off")
+    last_day = (await handle.query(SubscriptionWorkflow.details)).term_ends_at
+
+    async def notices_sent(n: int) -> bool:
+        return sum(1 for m in stack.mails() if m["X-CSP-Kind"] == "subscription_expiring") >= n
+
+    await advance_to(stack, expiry_notice_at(last_day, 30, BUSINESS_TZ))
+    await _until(lambda: notices_sent(1), "the 30-day notice")
+    hold = PaymentHold(period=period_of(await stack.env.get_current_time()))
+    await handle.signal(SUSPENDED_SIGNAL, hold)
+    await handle.signal(REACTIVATED_SIGNAL, hold)
+    await advance_to(stack, expiry_notice_at(last_day, 7, BUSINESS_TZ))
+    await _until(lambda: notices_sent(2), "the 7-day notice")
+    await advance_to(stack, term_end_instant(last_day))
+    await stack.result(handle)
+    await save(handle, out, "subscription_expired_after_notices")

@@ -30,6 +30,7 @@ from csp_core.notifications.mailer import Mailer, SmtpMailer
 from csp_core.orders.models import Order, parse_order
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.providers.port import Provider
+from csp_core.providers.xvantage import XvantageClient
 from csp_core.registry import Registry
 from csp_core.secrets import SecretVault, generate_key
 from csp_core.settings import Settings
@@ -190,14 +191,21 @@ async def running_stack(
     registry_path: Path,
     queue_prefix: str,
     transport: httpx.AsyncBaseTransport | None = None,
+    ingram: bool = False,
 ) -> AsyncIterator[Stack]:
     """A worker with the real activities on its own task queue, wired to the sandbox over
     HTTP (at the control client's base URL), the SMTP sink and the registry. `transport`
-    lets a test see (and break) the provider conversation, e.g. lose a response."""
+    lets a test see (and break) the provider conversation, e.g. lose a response. `ingram`:
+    the Ingram Xvantage adapter against the sandbox's Xvantage face (else Partner Center's)."""
     base_url = str(sandbox.base_url).rstrip("/")
-    async with PartnerCenterClient(
-        base_url, SecretStr(sandbox_token), timeout=10, transport=transport
-    ) as provider:
+    client: PartnerCenterClient | XvantageClient = (
+        xvantage_client(base_url, transport)
+        if ingram
+        else PartnerCenterClient(
+            base_url, SecretStr(sandbox_token), timeout=10, transport=transport
+        )
+    )
+    async with client as provider:
         stack = Stack(
             env=env,
             task_queue=f"{queue_prefix}-{uuid.uuid4()}",
@@ -211,3 +219,20 @@ async def running_stack(
         )
         async with stack.worker():
             yield stack
+
+
+def xvantage_client(
+    base_url: str, transport: httpx.AsyncBaseTransport | None = None
+) -> XvantageClient:
+    """The Ingram adapter with the sandbox's default client credentials."""
+    return XvantageClient(
+        base_url,
+        client_id="sandbox-client",
+        client_secret=SecretStr("sandbox-secret"),
+        customer_number="20-222222",
+        partner_tenant_id="00000000-0000-0000-0000-00000000a5e0",
+        partner_mpn_id="6543210",
+        ingram_tenant_id="00000000-0000-0000-0000-0000000019a0",
+        timeout=10,
+        transport=transport,
+    )
