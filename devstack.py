@@ -2,10 +2,11 @@
 
 Temporal dev server (state in .data/temporal/, Web UI on :8233, contract search attributes
 registered), the Partner Center sandbox (:8100; SANDBOX_FAULTS and SANDBOX_PROVISIONING_DELAY
-passed through), the SMTP sink (:1025 → .data/outbox/) and WORKERS worker processes
-(`make run WORKERS=2`). A service that dies is restarted with backoff (1 s, 2 s, 4 s … 30 s;
-back to 1 s once it has stayed up a minute) and the log says so. Ctrl-C stops all of it, also
-during a backoff wait; running it again resumes the workflows that were in flight.
+passed through), the SMTP sink (:1025 → .data/outbox/), WORKERS worker processes
+(`make run WORKERS=2`) and the HTTP API (127.0.0.1:8000, `python -m http_api`). A service
+that dies is restarted with backoff (1 s, 2 s, 4 s … 30 s; back to 1 s once it has stayed up a
+minute) and the log says so. Ctrl-C stops all of it, also during a backoff wait; running it
+again resumes the workflows that were in flight.
 
 PROVIDER picks the worker's adapter, always against the local sandbox: `sandbox` (its Partner
 Center face) or `ingram` (its Xvantage face, with the sandbox's client credentials unless
@@ -13,8 +14,8 @@ INGRAM_* are set). `partner_center` is for a real Partner Center and needs PROVI
 without it nothing starts and the message names it.
 
 Ports follow the settings the other parts read (TEMPORAL_ADDRESS, PROVIDER_BASE_URL, SMTP_PORT,
-CODEC_SERVER_PORT; TEMPORAL_UI_PORT for the Web UI), so a second stack (the chaos benchmark)
-can run on its own ports; data lives under .data/ of the current directory.
+CODEC_SERVER_PORT, API_HOST/API_PORT; TEMPORAL_UI_PORT for the Web UI), so a second stack (the
+chaos benchmark) can run on its own ports; data lives under .data/ of the current directory.
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ class Ports:
     sandbox: int
     smtp: int
     codec: int
+    api: int
 
     @classmethod
     def from_settings(cls) -> Ports:
@@ -207,6 +209,7 @@ class Ports:
             sandbox=urlsplit(settings.provider_base_url or SANDBOX_BASE_URL).port or 8100,
             smtp=settings.smtp_port,
             codec=settings.codec_server_port,
+            api=settings.api_port,
         )
 
 
@@ -286,6 +289,20 @@ def services(workers: int = 1, ports: Ports | None = None) -> list[Service]:
             )
             for n in range(1, workers + 1)
         ),
+        Service(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "http_api",
+                "--host",
+                settings.api_host,
+                "--port",
+                str(ports.api),
+            ],
+            ports.api,
+            logs / "api.log",
+        ),
     ]
 
 
@@ -339,6 +356,8 @@ def banner(workers: int, ports: Ports) -> str:
             f"  Database      {settings.database_url}",
             f"  Workers       {workers} on task queue {settings.task_queue}"
             " (a service that dies is restarted)",
+            f"  HTTP API      http://{settings.api_host}:{ports.api}  (OpenAPI: /docs; "
+            "keys: csp apikey create --reseller <id> | --ops)",
             "  Payloads      "
             + (
                 f"encrypted; Web UI decodes via http://127.0.0.1:{settings.codec_server_port}"

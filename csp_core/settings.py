@@ -160,6 +160,14 @@ class Settings(BaseSettings):
     renewal_final_notice_day: Annotated[int, Field(ge=1, le=28)] = 25
     renewal_cutoff_policy: CutoffPolicy = CutoffPolicy.NOTIFY
 
+    # HTTP API (`python -m http_api`; `make run` starts it). Each key's rate limit: a token
+    # bucket per key id of API_RATE_LIMIT_PER_MINUTE (a key's own rate when it was made with
+    # one), holding at most API_RATE_LIMIT_BURST requests at once.
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    api_rate_limit_per_minute: Annotated[int, Field(ge=1)] = 120
+    api_rate_limit_burst: Annotated[int, Field(ge=1)] = 20
+
     # Logging
     log_level: str = "INFO"
     log_json: bool = False

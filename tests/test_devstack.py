@@ -1,4 +1,5 @@
-"""The local stack's supervision, on toy services (the real stack is never started here)."""
+"""The local stack's supervision, on toy services (the real stack is never started here), and
+its HTTP API service started alone on a free port."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
-from devstack import Service, Supervisor, parse_args
+import httpx
+import pytest
+
+from csp_core.settings import get_settings
+from devstack import Ports, Service, Supervisor, banner, parse_args, services
 from sandbox.smtp_sink import free_port
 
 LISTENER = (
@@ -195,3 +201,37 @@ def test_partner_center_without_a_token_starts_nothing_and_names_it(
         assert main([]) == 2
     finally:
         get_settings.cache_clear()
+
+
+def test_the_stack_supervises_the_http_api_on_its_port_and_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.chdir(tmp_path)  # the stack's .data/ goes here
+    monkeypatch.setenv("API_PORT", str(port))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'csp.db'}")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")  # nobody: never needed
+    get_settings.cache_clear()
+    try:
+        ports = Ports.from_settings()
+        [api] = [service for service in services(1, ports) if service.name == "api"]
+        shown = banner(1, ports)
+    finally:
+        get_settings.cache_clear()
+    assert api.port == port
+    assert api.argv[1:] == ["-m", "http_api", "--host", "127.0.0.1", "--port", str(port)]
+    assert f"  HTTP API      http://127.0.0.1:{port}  (OpenAPI: /docs; keys: csp apikey" in shown
+
+    supervisor = Supervisor([], lambda line: None)
+    supervisor.start(api)
+    try:
+        api.wait_ready(60)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=10)
+        keyless = httpx.get(f"http://127.0.0.1:{port}/v1/licenses", timeout=10)
+    finally:
+        supervisor.stop_all()
+    assert health.json() == {"status": "ok"} and docs.status_code == 200
+    assert keyless.status_code == 401 and keyless.json()["type"].endswith("/unauthorized")
+    assert api.exit_code() is not None
+    assert "request refused" in (tmp_path / ".data" / "logs" / "api.log").read_text()
