@@ -18,6 +18,7 @@ COPY worker.py starter.py devstack.py ./
 COPY activities ./activities
 COPY api ./api
 COPY cli ./cli
+COPY http_api ./http_api
 COPY csp_core ./csp_core
 COPY sandbox ./sandbox
 COPY temporalutil ./temporalutil

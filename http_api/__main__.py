@@ -11,6 +11,7 @@ import uvicorn
 from csp_core.settings import get_settings
 from http_api.app import create_app
 from temporalutil.logging import configure_logging
+from temporalutil.metrics import ProcessMetrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # log_config=None: uvicorn's own lines go through the project's structlog setup. Its
         # access log names method, path and status; never a header (the API key).
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None)
+        metrics = ProcessMetrics.create(service="csp-api", database_url=settings.database_url)
+        app = create_app(settings, metrics=metrics)
+        uvicorn.run(app, host=args.host, port=args.port, log_config=None)
     finally:
         gc.collect()  # sdk-python#300: avoid the native runtime's crash at interpreter exit
     return 0

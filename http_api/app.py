@@ -17,6 +17,7 @@ from csp_core.settings import Settings, get_settings
 from http_api import orders, problems, renewals, subscriptions
 from http_api.backends import Backends
 from http_api.ratelimit import RateLimiter
+from temporalutil.metrics import ProcessMetrics
 
 DESCRIPTION = """\
 Orders, licenses, subscriptions and renewal payments of the CSP marketplace, for order systems
@@ -40,16 +41,20 @@ def create_app(
     client: Client | None = None,
     registry: Registry | None = None,
     limiter: RateLimiter | None = None,
+    metrics: ProcessMetrics | None = None,
 ) -> FastAPI:
     """The API. Without `client`, it connects to Temporal on first use (from settings); without
-    `registry`, it opens (and migrates) the settings' database at startup."""
+    `registry`, it opens (and migrates) the settings' database at startup. With `metrics`, it
+    serves them at /metrics (no key: bind the API where only the scraper and callers reach it)
+    and its Temporal client reports into them."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = registry is None
         opened = registry or await asyncio.to_thread(Registry.from_settings, settings)
-        app.state.backends = Backends(settings, opened, client, limiter)
+        runtime = metrics.runtime if metrics is not None else None
+        app.state.backends = Backends(settings, opened, client, limiter, runtime)
         try:
             yield
         finally:
@@ -68,6 +73,8 @@ def create_app(
     app.include_router(orders.router)
     app.include_router(subscriptions.router)
     app.include_router(renewals.router)
+    if metrics is not None:
+        app.mount("/metrics", metrics.asgi_app())
 
     @app.get("/healthz", tags=["health"], summary="Liveness (no key needed)")
     async def healthz() -> dict[str, str]:

@@ -7,6 +7,7 @@ import asyncio
 
 from fastapi import Request
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from csp_core.registry import Registry
 from csp_core.settings import Settings
@@ -21,8 +22,10 @@ class Backends:
         registry: Registry,
         client: Client | None = None,
         limiter: RateLimiter | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.settings = settings
+        self._runtime = runtime
         self.registry = registry
         self.limiter = limiter or RateLimiter()
         self._client = client
@@ -33,7 +36,7 @@ class Backends:
         if self._client is None:
             async with self._connecting:
                 if self._client is None:
-                    self._client = await connect(self.settings)
+                    self._client = await connect(self.settings, runtime=self._runtime)
         return self._client
 
 

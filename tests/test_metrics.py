@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr, ValidationError
@@ -25,7 +24,6 @@ from csp_core.providers.port import ProviderError
 from csp_core.registry import Registry
 from csp_core.settings import Settings
 from sandbox.smtp_sink import SmtpSink
-from temporalutil.client import connect
 from temporalutil.metrics import ProcessMetrics
 from tests.conftest import SANDBOX_TOKEN
 from tests.support.worker_process import (
@@ -151,30 +149,31 @@ def test_metrics_address_setting() -> None:
         Settings(metrics_address="9464")
 
 
-async def test_the_api_mounts_the_same_endpoint_with_its_temporal_clients_metrics(
+async def test_the_api_serves_metrics_with_its_temporal_clients(
     ts_env: WorkflowEnvironment, registry_path: Path, registry: Registry
 ) -> None:
-    """How the HTTP API exposes /metrics (temporalutil/metrics.py): an app served by uvicorn
-    on a free port, its Temporal client on the metrics runtime, the registry gauges."""
+    """The HTTP API as `python -m http_api` builds it: /metrics on its own port, its Temporal
+    client on the metrics runtime, the registry gauges; served by uvicorn on a free port."""
+    from http_api.app import create_app
+
+    settings = Settings(
+        temporal_address=ts_env.client.service_client.config.target_host,
+        temporal_namespace=ts_env.client.namespace,
+    )
     metrics = ProcessMetrics.create(service="csp-api", database_url=f"sqlite:///{registry_path}")
-    app = FastAPI()
-    app.mount("/metrics", metrics.asgi_app())
+    app = create_app(settings, registry=registry, metrics=metrics)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        settings = Settings(
-            temporal_address=ts_env.client.service_client.config.target_host,
-            temporal_namespace=ts_env.client.namespace,
-        )
-        client = await connect(settings, runtime=metrics.runtime)
-        await client.workflow_service.get_system_info(GetSystemInfoRequest())
-        for _ in range(100):
+        for _ in range(200):
             if server.started:
                 break
             await asyncio.sleep(0.05)
+        client = await app.state.backends.client()  # what the routes use
+        await client.workflow_service.get_system_info(GetSystemInfoRequest())
         async with httpx.AsyncClient() as http:
             response = await http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/metrics/")
         response.raise_for_status()
