@@ -3,14 +3,16 @@
 `make ui-check` drives a real headless Chromium (Debian's package) through the Temporal Web UI on
 a stack of its own (devstack.py on free ports) with the example orders, and asserts in the pages
 what ops must read (the list filtered by OrderStage, the waiting order's summary and current
-details with its deadline and reminders); here we check that it passes and leaves its
-screenshots. A fresh stack shows no reminder yet (the first goes after two days), so the current
-details following each reminder are checked on the time-skipping server.
+details with its deadline and reminders, the order flagged in OpsAttention); here we check that
+it passes and leaves its screenshots. A fresh stack shows no reminder yet (the first goes after
+two days), so the current details following each reminder are checked on the time-skipping
+server.
 """
 
 from __future__ import annotations
 
 import os
+import smtplib
 import struct
 import subprocess
 import sys
@@ -23,8 +25,9 @@ from temporalio.client import WorkflowHandle
 
 from csp_core.calendar import business_time
 from csp_core.orders.provisioning import OrderStatus
+from sandbox.smtp_sink import free_port
 from tests.support.stack import Stack, example
-from tools.ui_check import find_chromium
+from tools.ui_stack import find_chromium
 from workflows.order import LicenseOrderWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +46,8 @@ SCREENSHOTS = (
     "2-awaiting-acceptance.png",
     "3-waiting-order.png",
     "4-waiting-order-search-attributes.png",
+    "5-ops-attention.png",
+    "6-flagged-order.png",
 )
 
 
@@ -63,7 +68,7 @@ def check_env(**extra: str) -> dict[str, str]:
     reason="Debian's Chromium is not installed (apt-get install -y chromium; make ui-check "
     "installs it when run as root)",
 )
-def test_ui_check_shows_ops_the_waiting_order(tmp_path: Path) -> None:
+def test_ui_check_passes_and_saves_every_screenshot(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path)],
         cwd=ROOT,
@@ -130,3 +135,32 @@ async def test_the_waiting_orders_details_count_each_reminder_and_keep_the_deadl
 
     await handle.signal(LicenseOrderWorkflow.cancel_order, "test over")
     await stack.result(handle)
+
+
+def test_the_sink_make_run_starts_refuses_what_smtp_sink_refuse_names(tmp_path: Path) -> None:
+    """How ui-check's stack gets an order flagged NOTICE_UNDELIVERABLE: its sink refuses the
+    reseller's address for good, as a real mail server would."""
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.smtp_sink", "--port", str(port), "--outbox", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "SMTP_SINK_REFUSE": "*@rechazado.mx, nadie@cliente.mx"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sink.stdout is not None and "listening" in sink.stdout.readline()
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+            refused = smtp.sendmail(
+                "csp@test.example.mx",
+                ["compras@rechazado.mx", "nadie@cliente.mx", "ventas@cloudbajio.mx"],
+                "Subject: prueba\r\n\r\nhola\r\n",
+            )
+    finally:
+        sink.terminate()
+        sink.wait(15)
+    assert {address: code for address, (code, _) in refused.items()} == {
+        "compras@rechazado.mx": 550,
+        "nadie@cliente.mx": 550,
+    }
+    assert len(list(tmp_path.glob("*.eml"))) == 1  # the accepted recipient got it
