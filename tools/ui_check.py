@@ -19,8 +19,9 @@ acceptance and the others are done; then goes through the Web UI as ops would an
 
 Each page is checked for what ops must read there, against the workflows' own state (the
 deadline and reminders the status query reports). Exit 0 when all of it is there; 1 when
-something is missing (the message says what; failure.png shows the page), 2 when Chromium is
-missing (--install-chromium installs Debian's package when run as root), 130 on Ctrl-C.
+something is missing (the message says what; failure.png shows the page), 2 when Chromium
+or Playwright is missing (--install-chromium installs Debian's Chromium when run as root), 130
+on Ctrl-C.
 
     .venv/bin/python tools/ui_check.py [--running] [--out DIR] [--install-chromium]
 """
@@ -378,6 +379,14 @@ def main(argv: list[str] | None = None) -> int:
         chromium = ensure_chromium(args.install_chromium)
     except SystemExit as missing:
         print(missing, file=sys.stderr)
+        return 2
+    try:
+        import playwright  # noqa: F401 - a dev dependency (pyproject), driving Debian's Chromium
+    except ImportError:
+        print(
+            "ui-check: Playwright is missing: make install (pip install -e '.[dev]')",
+            file=sys.stderr,
+        )
         return 2
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
