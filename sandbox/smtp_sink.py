@@ -4,6 +4,7 @@ It is a real SMTP server (aiosmtpd), so the mailer is exercised over a real SMTP
 and what "was sent" can be opened in any mail client or read back by tests.
 
     python -m sandbox.smtp_sink --port 1025 --outbox .data/outbox [--refuse '*@rechazado.mx']
+    SMTP_SINK_REFUSE='*@rechazado.mx' make run     # the same refusal in the local stack
 
 Tests steer it like a real mail server misbehaving:
 - `refuse(pattern, code=550)`: RCPT TO for matching recipients (exact address or glob, case
@@ -312,9 +313,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--refuse",
         action="append",
-        default=[],
+        # SMTP_SINK_REFUSE (comma-separated) reaches the sink `make run` starts.
+        default=[p.strip() for p in os.environ.get("SMTP_SINK_REFUSE", "").split(",") if p.strip()],
         metavar="PATTERN",
-        help="answer 550 to recipients matching this address or glob (repeatable)",
+        help="answer 550 to recipients matching this address or glob (repeatable; "
+        "also $SMTP_SINK_REFUSE, comma-separated)",
     )
     args = parser.parse_args(argv)
 
