@@ -220,7 +220,9 @@ async def test_order_refused_without_relationship_or_tenant(client: PartnerCente
 
 
 async def test_provisioning_goes_pending_then_success() -> None:
-    with serve_in_background(token=TOKEN, provisioning_delay_seconds=0.3) as url:
+    # Long enough for a purchase's calls (availability, cart, checkout, subscriptions) to see
+    # it pending on a loaded machine.
+    with serve_in_background(token=TOKEN, provisioning_delay_seconds=2) as url:
         async with PartnerCenterClient(url, SecretStr(TOKEN), timeout=5.0) as pc:
             placed = await pc.place_order(NORTHWIND_TENANT, LINES[:1], request_id=rid())
             assert placed.status == "pending"
@@ -230,7 +232,7 @@ async def test_provisioning_goes_pending_then_success() -> None:
             assert first is ProvisioningState.PENDING
 
             seen = [first]
-            for _ in range(50):
+            for _ in range(200):
                 await asyncio.sleep(0.05)
                 state = await pc.subscription_provisioning(NORTHWIND_TENANT, sub.subscription_id)
                 seen.append(state)
