@@ -318,8 +318,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    # Ctrl-C and SIGTERM both just ask the loop to end, so a signal that lands while the banner
+    # is printed (or one inherited as ignored) cannot leave the sink half-stopped.
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     with SmtpSink(args.outbox, port=args.port, host=args.host) as sink:
         for pattern in args.refuse:
             sink.refuse(pattern)
@@ -328,10 +331,7 @@ def main(argv: list[str] | None = None) -> None:
             "(Ctrl-C to stop)",
             flush=True,
         )
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
     print("SMTP sink stopped", flush=True)
 
