@@ -10,8 +10,8 @@ again resumes the workflows that were in flight.
 
 PROVIDER picks the worker's adapter, always against the local sandbox: `sandbox` (its Partner
 Center face) or `ingram` (its Xvantage face, with the sandbox's client credentials unless
-INGRAM_* are set). `partner_center` is for a real Partner Center and needs PROVIDER_API_KEY:
-without it nothing starts and the message names it.
+INGRAM_* are set). `partner_center` is for a real Partner Center and needs its PARTNER_CENTER_*
+sign-in settings: without them nothing starts and the message names them.
 
 Ports follow the settings the other parts read (TEMPORAL_ADDRESS, PROVIDER_BASE_URL, SMTP_PORT,
 CODEC_SERVER_PORT, API_HOST/API_PORT; TEMPORAL_UI_PORT for the Web UI), so a second stack (the

@@ -42,6 +42,11 @@ class Deployment(StrEnum):
 # defaults, and nothing else's.
 SANDBOX_BASE_URL = "http://127.0.0.1:8100"
 SANDBOX_TOKEN = "sandbox-token"
+# Partner Center's API and Azure AD's sign-in (the authority is this + our partner tenant).
+PARTNER_CENTER_BASE_URL = "https://api.partnercenter.microsoft.com"
+AZURE_AD_LOGIN = "https://login.microsoftonline.com"
+# The partner tenant the examples and the sandbox use: never a real partner's.
+EXAMPLE_PARTNER_TENANT_ID = "00000000-0000-0000-0000-00000000a5e0"
 # Domains reserved for examples and tests (RFC 2606, RFC 6761) and this project's own example
 # domain: an address there must never be a production sender or recipient.
 _EXAMPLE_TLDS = frozenset({"example", "test", "invalid", "localhost"})
@@ -67,6 +72,11 @@ def is_local_url(url: str) -> bool:
     except ValueError:
         return False
     return address.is_loopback or address.is_unspecified
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    """A secret setting's value for the "is it set" check (an empty one is not)."""
+    return value.get_secret_value() if value is not None else None
 
 
 def _int_list(value: object) -> object:
@@ -115,14 +125,27 @@ class Settings(BaseSettings):
 
     # Provider: sandbox (the local sandbox's Partner Center face), partner_center, or ingram
     # (Ingram Micro's Xvantage API). PROVIDER_BASE_URL defaults to the sandbox for `sandbox`
-    # only; the others must name theirs (devstack points them at the local sandbox).
+    # and to Partner Center's API for `partner_center`; ingram must name its own (devstack
+    # points it at the local sandbox).
     provider: ProviderKind = ProviderKind.SANDBOX
     provider_base_url: str | None = None
-    # Partner Center's bearer token (sandbox: the sandbox's token by default).
+    # The sandbox's static bearer token (PROVIDER=sandbox only; it defaults to the sandbox's).
+    # Partner Center itself takes no static token: it signs in with PARTNER_CENTER_*.
     provider_api_key: SecretStr | None = None
     provider_timeout_seconds: float = 30.0
+    # A PEM file of CAs to trust for the provider's https URLs and its sign-in (unset: the
+    # system's): the sandbox's own CA when it serves https, or a TLS-inspecting proxy's.
+    provider_ca_bundle: Path | None = None
+
+    # Partner Center App+User sign-in (PROVIDER=partner_center): an Azure AD app (client id
+    # and secret) and a refresh token a partner user (with MFA) consented once; MSAL exchanges
+    # it for access tokens. The authority defaults to Azure AD's for our partner tenant.
+    partner_center_client_id: str | None = None
+    partner_center_client_secret: SecretStr | None = None
+    partner_center_refresh_token: SecretStr | None = None
+    partner_center_authority: str | None = None
     # Our (the marketplace's) partner identifiers, sent as reseller of record.
-    partner_tenant_id: str = "00000000-0000-0000-0000-00000000a5e0"
+    partner_tenant_id: str = EXAMPLE_PARTNER_TENANT_ID
     partner_mpn_id: str = "6543210"
 
     # Ingram Micro Xvantage (PROVIDER=ingram): OAuth2 client credentials, our Ingram customer
@@ -213,9 +236,24 @@ class Settings(BaseSettings):
         if self.provider is ProviderKind.SANDBOX:
             self.provider_base_url = self.provider_base_url or SANDBOX_BASE_URL
             self.provider_api_key = self.provider_api_key or SecretStr(SANDBOX_TOKEN)
+        if self.provider is ProviderKind.PARTNER_CENTER:
+            self.provider_base_url = self.provider_base_url or PARTNER_CENTER_BASE_URL
+            self.partner_center_authority = (
+                self.partner_center_authority or f"{AZURE_AD_LOGIN}/{self.partner_tenant_id}"
+            )
+            if self.provider_api_key and self.provider_api_key.get_secret_value():
+                raise ValueError(
+                    "PROVIDER=partner_center takes no PROVIDER_API_KEY (a static token is the "
+                    "sandbox's only): unset it, and set PARTNER_CENTER_CLIENT_ID, "
+                    "PARTNER_CENTER_CLIENT_SECRET and PARTNER_CENTER_REFRESH_TOKEN"
+                )
         required: dict[str, object] = {"PROVIDER_BASE_URL": self.provider_base_url}
         if self.provider is ProviderKind.PARTNER_CENTER:
-            required["PROVIDER_API_KEY"] = self.provider_api_key
+            required |= {
+                "PARTNER_CENTER_CLIENT_ID": self.partner_center_client_id,
+                "PARTNER_CENTER_CLIENT_SECRET": _secret(self.partner_center_client_secret),
+                "PARTNER_CENTER_REFRESH_TOKEN": _secret(self.partner_center_refresh_token),
+            }
         if self.provider is ProviderKind.INGRAM:
             required |= {
                 "INGRAM_CLIENT_ID": self.ingram_client_id,
@@ -241,6 +279,12 @@ class Settings(BaseSettings):
             problems.append(f"PROVIDER_BASE_URL={url} is not a provider's https URL")
         if self.provider_api_key and self.provider_api_key.get_secret_value() == SANDBOX_TOKEN:
             problems.append("PROVIDER_API_KEY is the sandbox token")
+        if self.provider is ProviderKind.PARTNER_CENTER:
+            authority = self.partner_center_authority or ""
+            if is_local_url(authority) or urlsplit(authority).scheme != "https":
+                problems.append(f"PARTNER_CENTER_AUTHORITY={authority} is not Azure AD's")
+            if self.partner_tenant_id == EXAMPLE_PARTNER_TENANT_ID:
+                problems.append(f"PARTNER_TENANT_ID={self.partner_tenant_id} is the example")
         for name, address in (("MAIL_FROM", self.mail_from), ("OPS_EMAIL", self.ops_email)):
             if is_example_address(address):
                 problems.append(f"{name}={address} is an example address")
@@ -252,6 +296,12 @@ class Settings(BaseSettings):
         """PROVIDER_BASE_URL, which validation guarantees is set."""
         assert self.provider_base_url is not None
         return self.provider_base_url
+
+    @property
+    def authority_is_local(self) -> bool:
+        """The sign-in authority is the local sandbox's (MSAL's instance check is then off;
+        production refuses such an authority)."""
+        return is_local_url(self.partner_center_authority or "")
 
     @field_validator("acceptance_reminder_days", "renewal_reminder_days", mode="before")
     @classmethod

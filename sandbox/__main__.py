@@ -12,6 +12,7 @@ import uvicorn
 
 from sandbox.app import create_app
 from sandbox.state import FaultProfile, FaultSpecError
+from sandbox.tls import self_signed
 
 log = structlog.get_logger("sandbox")
 
@@ -73,6 +74,26 @@ def main(argv: list[str] | None = None) -> None:
         help="Xvantage face: seconds before a v7 order is processed (default: "
         "$SANDBOX_XVANTAGE_ORDER_DELAY or 0)",
     )
+    parser.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=None,
+        help="serve https with a self-signed certificate kept in this directory (its "
+        "sandbox-cert.pem is the CA for PROVIDER_CA_BUNDLE): what MSAL needs to sign in at the "
+        "sandbox's Azure AD face (PROVIDER=partner_center)",
+    )
+    for name, default in (
+        ("client-id", "sandbox-pc-client"),
+        ("client-secret", "sandbox-pc-secret"),
+        ("refresh-token", "sandbox-refresh-token"),
+    ):
+        env = "SANDBOX_PARTNER_CENTER_" + name.upper().replace("-", "_")
+        parser.add_argument(
+            f"--partner-center-{name}",
+            default=os.environ.get(env, default),
+            help=f"Azure AD face: the {name.replace('-', ' ')} it accepts (default: ${env} or "
+            f"{default})",
+        )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     seed = args.faults_seed
@@ -95,16 +116,21 @@ def main(argv: list[str] | None = None) -> None:
         xvantage_client_id=args.xvantage_client_id,
         xvantage_client_secret=args.xvantage_client_secret,
         xvantage_order_delay_seconds=args.xvantage_order_delay,
+        partner_center_client_id=args.partner_center_client_id,
+        partner_center_client_secret=args.partner_center_client_secret,
+        partner_center_refresh_token=args.partner_center_refresh_token,
     )
+    tls = self_signed(args.tls_dir) if args.tls_dir else None
+    ssl = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)} if tls else {}
     log.info(
         "sandbox.listening",
-        url=f"http://{args.host}:{args.port}",
+        url=f"{'https' if tls else 'http'}://{args.host}:{args.port}",
         state_file=str(args.state_file) if args.state_file else None,
         provisioning_delay_seconds=args.provisioning_delay,
         faults=args.faults or None,
         faults_seed=seed,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **ssl)
 
 
 if __name__ == "__main__":

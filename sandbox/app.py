@@ -1,4 +1,6 @@
-"""A local Partner Center stand-in: the v1 REST shapes the client uses, plus /sandbox controls.
+"""The provider sandbox: Partner Center's face (sandbox/partner_center.py, with Azure AD's
+sign-in in sandbox/login.py) and Ingram's Xvantage face (sandbox/xvantage.py) on one world,
+plus /sandbox controls.
 
 It behaves the way the orchestration must cope with: bearer auth, MS-RequestId idempotency
 (a replay answers the stored first response), 409 for a taken domain, pending provisioning that
@@ -11,6 +13,11 @@ seats or cancelling (status "deleted") only within 168 h of the purchase, the re
 seats' addition, with Partner Center's refusals (800090, 900117, 2002, 2001, 800091, 2011).
 Controls for them: POST /sandbox/subscriptions/{id}/backdate {"days"|"hours"|"seconds"},
 /renewing {"seconds"|"calls"} (changes answer 409 meanwhile) and /renew (a new term now).
+
+Partner Center's face takes the static token (`token`, the sandbox provider's) or an access
+token its sign-in face issued (App+User, PROVIDER=partner_center), and refuses a call without
+MS-Contract-Version. GET /sandbox/requests lists what the API faces received (contract tests);
+POST /sandbox/catalog/rotate makes a SKU's availability stale (400019 at checkout).
 """
 
 from __future__ import annotations
@@ -18,18 +25,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox import xvantage
+from sandbox import login, partner_center, xvantage
+from sandbox.commerce import Commerce
 from sandbox.state import (
     CURRENT_FACE,
     Face,
@@ -51,74 +58,6 @@ def face_of(path: str) -> Face | None:
     if path.startswith(xvantage.PREFIXES):
         return "xvantage"
     return None
-
-
-class _Body(BaseModel):
-    """Request bodies, with Partner Center's own camelCase field names."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class DefaultAddress(_Body):
-    country: str = Field(min_length=2, max_length=2)
-    city: str = Field(min_length=1)
-    state: str = Field(min_length=1)
-    addressLine1: str = Field(min_length=1)
-    addressLine2: str | None = None
-    postalCode: str = Field(min_length=1)
-    firstName: str = Field(min_length=1)
-    lastName: str = Field(min_length=1)
-
-
-class BillingProfile(_Body):
-    email: str = Field(min_length=3)
-    culture: str = "es-MX"
-    language: str = Field(default="es", min_length=2, max_length=2)
-    companyName: str = Field(min_length=1)
-    defaultAddress: DefaultAddress
-
-
-class CompanyProfile(_Body):
-    domain: str = Field(min_length=1)
-
-
-class NewCustomerBody(_Body):
-    billingProfile: BillingProfile
-    companyProfile: CompanyProfile
-    associatedPartnerId: str | None = None
-
-
-class LineItem(_Body):
-    lineItemNumber: int = Field(ge=0)
-    offerId: str = Field(min_length=1)
-    quantity: int = Field(ge=1)
-    termDuration: str = Field(pattern=r"^P(1M|1Y|3Y)$")
-    billingCycle: str = Field(pattern=r"^(monthly|annual|triennial)$")
-    friendlyName: str | None = None
-
-
-class NewOrderBody(_Body):
-    referenceCustomerId: str | None = None
-    lineItems: list[LineItem] = Field(min_length=1)
-
-
-class SubscriptionPatch(_Body):
-    """PATCH body: Partner Center's full subscription resource; the fields read are these.
-
-    No range rules here: a quantity below one must meet Partner Center's own refusal (2002),
-    not a generic validation error.
-    """
-
-    status: str | None = None
-    quantity: int | None = None
-    autoRenewEnabled: bool | None = None
-
-    def changes(self) -> dict[str, Any]:
-        return {
-            name: getattr(self, name)
-            for name in ("status", "quantity", "autoRenewEnabled")
-            if name in self.model_fields_set and getattr(self, name) is not None
-        }
 
 
 class BackdateBody(BaseModel):
@@ -180,6 +119,30 @@ class NewTenantBody(BaseModel):
     domain: str = Field(min_length=1)
     company_name: str = "Cliente de prueba SA de CV"
     relationship: Literal["none", "reseller"] = "none"
+    # Has its client accepted the Microsoft Customer Agreement? Default: when it is ours.
+    mca_accepted: bool | None = None
+    # Its billing contact (Partner Center's billing profile), when it has one.
+    contact_first_name: str | None = None
+    contact_last_name: str | None = None
+    contact_email: str | None = None
+
+    def billing_profile(self) -> dict[str, Any]:
+        if not (self.contact_first_name and self.contact_last_name and self.contact_email):
+            return {}
+        return {
+            "email": self.contact_email,
+            "companyName": self.company_name,
+            "defaultAddress": {
+                "firstName": self.contact_first_name,
+                "lastName": self.contact_last_name,
+            },
+        }
+
+
+class RotateBody(BaseModel):
+    """POST /sandbox/catalog/rotate: republish this SKU's availabilities (PRODUCT:SKU[:...])."""
+
+    catalog_item_id: str = Field(min_length=3)
 
 
 def _error(status: int, code: str, description: str, **headers: str) -> JSONResponse:
@@ -202,12 +165,17 @@ def create_app(
     xvantage_client_secret: str = "sandbox-secret",
     xvantage_order_delay_seconds: float = 0.0,
     xvantage_token_ttl_seconds: float = 86399,
+    partner_center_client_id: str = "sandbox-pc-client",
+    partner_center_client_secret: str = "sandbox-pc-secret",
+    partner_center_refresh_token: str = "sandbox-refresh-token",
+    partner_center_token_ttl_seconds: float = 3599,
 ) -> FastAPI:
     """Build the sandbox app; the world is loaded from `state_file` when it exists.
 
     `faults` adds random faults and latency to every API call of both faces, Partner Center
     (/v1) and Xvantage (/resellers, /oauth); never to /sandbox/*. The Xvantage face processes a
-    v7 order `xvantage_order_delay_seconds` after it was submitted.
+    v7 order `xvantage_order_delay_seconds` after it was submitted. Partner Center's sign-in
+    face accepts `partner_center_client_id`/`_secret` with `partner_center_refresh_token`.
     """
     state = SandboxState(
         state_file,
@@ -226,13 +194,24 @@ def create_app(
         token_ttl_seconds=xvantage_token_ttl_seconds,
     )
     app.state.xvantage = face
+    sign_in = login.LoginFace(
+        client_id=partner_center_client_id,
+        client_secret=partner_center_client_secret,
+        refresh_token=partner_center_refresh_token,
+        token_ttl_seconds=partner_center_token_ttl_seconds,
+    )
+    app.state.login = sign_in
+    commerce = Commerce(state)
     app.add_middleware(
         _Gate,
         state=state,
         profile=app.state.fault_profile,
         expected_auth=f"Bearer {token}",
         xvantage=face,
+        login=sign_in,
     )
+    app.include_router(partner_center.router(state, commerce))
+    app.include_router(login.router(sign_in))
     app.include_router(xvantage.router(face))
 
     @app.exception_handler(SandboxError)
@@ -251,130 +230,6 @@ def create_app(
         if face_of(request.url.path) == "xvantage":
             return xvantage.xv_error(400, "/errors/validation-failed", message)
         return _error(400, "InvalidInput", message)
-
-    def idempotent_write(
-        request: Request, request_id: str | None, op: Callable[[], tuple[int, Any]]
-    ) -> JSONResponse:
-        """Run a write once per (method, path, MS-RequestId); repeats get the first answer.
-
-        Only successes are remembered, so a refused request can be retried after the cause is
-        fixed. Side effect, replay record and persistence happen under one lock.
-        """
-        key = f"{request.method} {request.url.path} {request_id}" if request_id else None
-        with state.lock:
-            if key is not None and (stored := state.replay(key)) is not None:
-                return JSONResponse(stored["body"], status_code=stored["status"])
-            status, body = op()
-            if key is not None:
-                state.remember(key, status, body)
-            state.save()
-        return JSONResponse(body, status_code=status)
-
-    # -- Partner Center v1 -----------------------------------------------------------------------
-
-    @app.head("/v1/domains/{domain}")
-    async def domain_exists(domain: str) -> Response:
-        return Response(status_code=200 if state.domain_taken(domain) else 404)
-
-    @app.get("/v1/customers")
-    async def list_customers(
-        size: int = Query(default=200, ge=1, le=500), filter: str | None = None
-    ) -> dict[str, Any]:
-        field, value = "domain", ""
-        if filter:
-            try:
-                spec = json.loads(filter)
-                field = str(spec["Field"]).lower()
-                value = str(spec["Value"])
-                operator = str(spec.get("Operator", "starts_with")).lower()
-            except (ValueError, KeyError, TypeError):
-                raise SandboxError(400, "InvalidFilter", "The filter is not valid.") from None
-            if field not in ("domain", "companyname") or operator != "starts_with":
-                raise SandboxError(
-                    400, "InvalidFilter", "Only Domain/CompanyName with starts_with."
-                )
-        items = state.find_customers(field, value, size)
-        return {
-            "totalCount": len(items),
-            "items": items,
-            "links": {},
-            "attributes": {"objectType": "Collection"},
-        }
-
-    @app.post("/v1/customers")
-    async def create_customer(request: Request, body: NewCustomerBody) -> JSONResponse:
-        billing = body.billingProfile.model_dump(exclude_none=True)
-        request_id = request.headers.get("MS-RequestId")
-        return idempotent_write(
-            request,
-            request_id,
-            lambda: (
-                201,
-                state.create_customer(
-                    body.companyProfile.domain, billing, body.associatedPartnerId, request_id
-                ),
-            ),
-        )
-
-    @app.get("/v1/customers/relationshiprequests")
-    async def relationship_request() -> dict[str, Any]:
-        return {"url": state.relationship_link(), "attributes": {"objectType": "Request"}}
-
-    @app.get("/v1/customers/{tenant_id}")
-    async def get_customer(tenant_id: str) -> dict[str, Any]:
-        with state.lock:
-            return dict(state.get_customer(tenant_id))
-
-    @app.post("/v1/customers/{tenant_id}/orders")
-    async def create_order(request: Request, tenant_id: str, body: NewOrderBody) -> JSONResponse:
-        items = [item.model_dump() for item in body.lineItems]
-        request_id = request.headers.get("MS-RequestId")
-        return idempotent_write(
-            request, request_id, lambda: (201, state.place_order(tenant_id, items, request_id))
-        )
-
-    @app.get("/v1/customers/{tenant_id}/orders")
-    async def list_orders(tenant_id: str) -> dict[str, Any]:
-        items = state.list_orders(tenant_id)
-        return {
-            "totalCount": len(items),
-            "items": items,
-            "links": {},
-            "attributes": {"objectType": "Collection"},
-        }
-
-    @app.get("/v1/customers/{tenant_id}/orders/{order_id}")
-    async def get_order(tenant_id: str, order_id: str) -> dict[str, Any]:
-        return state.get_order(tenant_id, order_id)
-
-    @app.get("/v1/customers/{tenant_id}/subscriptions")
-    async def list_subscriptions(tenant_id: str, order_id: str | None = None) -> dict[str, Any]:
-        items = state.list_subscriptions(tenant_id, order_id)
-        return {
-            "totalCount": len(items),
-            "items": items,
-            "links": {},
-            "attributes": {"objectType": "Collection"},
-        }
-
-    @app.get("/v1/customers/{tenant_id}/subscriptions/{subscription_id}")
-    async def get_subscription(tenant_id: str, subscription_id: str) -> dict[str, Any]:
-        return state.get_subscription(tenant_id, subscription_id)
-
-    @app.patch("/v1/customers/{tenant_id}/subscriptions/{subscription_id}")
-    async def patch_subscription(
-        request: Request, tenant_id: str, subscription_id: str, body: SubscriptionPatch
-    ) -> JSONResponse:
-        changes = body.changes()
-        return idempotent_write(
-            request,
-            request.headers.get("MS-RequestId"),
-            lambda: (200, state.update_subscription(tenant_id, subscription_id, changes)),
-        )
-
-    @app.get("/v1/customers/{tenant_id}/subscriptions/{subscription_id}/provisioningstatus")
-    async def provisioning_status(tenant_id: str, subscription_id: str) -> dict[str, Any]:
-        return state.provisioning_status(tenant_id, subscription_id)
 
     # -- sandbox controls (not Partner Center) ---------------------------------------------------
 
@@ -395,7 +250,26 @@ def create_app(
     @app.post("/sandbox/customers", status_code=201)
     async def add_tenant(body: NewTenantBody) -> dict[str, Any]:
         """Add a client's existing tenant (for link orders); not a Partner Center effect."""
-        return state.add_tenant(body.domain, body.company_name, body.relationship)
+        return state.add_tenant(
+            body.domain,
+            body.company_name,
+            body.relationship,
+            body.mca_accepted,
+            body.billing_profile(),
+        )
+
+    @app.post("/sandbox/catalog/rotate")
+    async def rotate(body: RotateBody) -> dict[str, Any]:
+        """Republish a SKU's availabilities: the ids known so far go stale (400019)."""
+        return commerce.rotate(body.catalog_item_id)
+
+    @app.get("/sandbox/requests")
+    async def requests(face: Face | None = None, limit: int = Query(200, ge=1)) -> list[Any]:
+        """What the API faces received, oldest first (the last `limit`, of `face` if given):
+        method, path, query, the headers that matter (never a token) and the JSON body."""
+        with state.lock:
+            seen = [r for r in state.requests if face is None or r["face"] == face]
+        return seen[-limit:]
 
     @app.post("/sandbox/customers/{domain}/accept")
     async def accept(domain: str) -> dict[str, Any]:
@@ -461,12 +335,14 @@ class _Gate:
         profile: FaultProfile,
         expected_auth: str,
         xvantage: xvantage.XvantageFace,
+        login: login.LoginFace,
     ) -> None:
         self.app = app
         self.state = state
         self.profile = profile
         self.expected_auth = expected_auth.encode()
         self.xvantage = xvantage
+        self.login = login
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         face = face_of(scope["path"]) if scope["type"] == "http" else None
@@ -486,19 +362,30 @@ class _Gate:
 
     def _authorized(self, face: Face, path: str, headers: dict[bytes, bytes]) -> bool:
         given = headers.get(b"authorization", b"")
+        scheme, _, token = given.decode("latin-1").partition(" ")
         if face == "partner_center":
-            return hmac.compare_digest(given, self.expected_auth)
+            # The sandbox's static token, or an App+User token of the sign-in face.
+            if hmac.compare_digest(given, self.expected_auth):
+                return True
+            return scheme.lower() == "bearer" and self.login.check(token) is True
         if path == xvantage.TOKEN_PATH:
             return True  # the token endpoint checks the client credentials itself
-        scheme, _, token = given.decode("latin-1").partition(" ")
         return scheme.lower() == "bearer" and self.xvantage.token_valid(token)
 
     async def _gate(self, face: Face, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         method, path = scope["method"], scope["path"]
+        if face == "partner_center":
+            receive = await self._record(scope, headers, receive)
         if not self._authorized(face, path, headers):
             answer = self._answer(
                 face, 401, "Unauthorized", "The bearer token is missing, invalid or expired."
+            )
+            await answer(scope, receive, send)
+            return
+        if face == "partner_center" and not headers.get(b"ms-contract-version"):
+            answer = self._answer(
+                face, 400, "InvalidHeader", "MS-Contract-Version is required (v1)."
             )
             await answer(scope, receive, send)
             return
@@ -554,6 +441,50 @@ class _Gate:
         start = dict(held[0])
         await send(start)
 
+    async def _record(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Receive:
+        """Note the request for GET /sandbox/requests; the body is read here and handed on."""
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        seen = {
+            name.decode(): headers[name].decode("latin-1")
+            for name in _RECORDED_HEADERS
+            if name in headers
+        }
+        if b"authorization" in headers:  # the scheme only: never a token
+            seen["authorization"] = headers[b"authorization"].decode("latin-1").split(" ")[0]
+        with self.state.lock:
+            self.state.requests.append(
+                {
+                    "face": "partner_center",
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "query": scope.get("query_string", b"").decode("latin-1"),
+                    "headers": seen,
+                    "body": body,
+                }
+            )
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        return replay
+
     async def _random_fault(
         self, face: Face, kind: FaultKind, scope: Scope, receive: Receive, send: Send
     ) -> None:
@@ -570,6 +501,16 @@ class _Gate:
             status = self.profile.rng.choice((500, 503))
             answer = self._answer(face, status, str(status), "Injected sandbox fault.")
         await answer(scope, receive, send)
+
+
+_RECORDED_HEADERS = (
+    b"ms-requestid",
+    b"ms-correlationid",
+    b"ms-contract-version",
+    b"if-match",
+    b"x-locale",
+    b"content-type",
+)
 
 
 def _with_correlation(send: Send, correlation: bytes | None) -> Send:

@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from sandbox.app import create_app
+from sandbox.tls import TlsFiles
 
 _STARTUP_TIMEOUT = 10.0
 
@@ -22,9 +23,11 @@ def serve_in_background(
     port: int = 0,
     *,
     log_level: str = "warning",
+    tls: TlsFiles | None = None,
     **create_app_kwargs: Any,
 ) -> Iterator[str]:
-    """Serve the sandbox on host:port (0 = a free port) and yield its base URL.
+    """Serve the sandbox on host:port (0 = a free port) and yield its base URL (https with
+    `tls`: what MSAL needs to sign in at the sandbox's Azure AD face).
 
     The socket is bound here, before the thread starts, so the port is known and reserved
     up front; the URL is yielded only once uvicorn accepts connections. Exiting stops the
@@ -35,7 +38,8 @@ def serve_in_background(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level=log_level, lifespan="off", access_log=False)
+    ssl = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)} if tls else {}
+    config = uvicorn.Config(app, log_level=log_level, lifespan="off", access_log=False, **ssl)
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox:{bound_port}", daemon=True
@@ -50,7 +54,7 @@ def serve_in_background(
                 raise RuntimeError("the sandbox server did not start in time")
             time.sleep(0.01)
         url_host = f"[{host}]" if ":" in host else host
-        yield f"http://{url_host}:{bound_port}"
+        yield f"{'https' if tls else 'http'}://{url_host}:{bound_port}"
     finally:
         server.should_exit = True
         thread.join(timeout=_STARTUP_TIMEOUT)

@@ -10,7 +10,9 @@ world (it is small) atomically, so restarting the dev stack keeps what was creat
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
 import os
 import random
@@ -19,6 +21,7 @@ import secrets
 import string
 import threading
 import uuid
+from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +42,8 @@ STAT_KEYS = (
     "quantity_changes",
     "subscriptions_cancelled",
     "auto_renew_changes",
+    # Microsoft Customer Agreements the partner confirmed (POST .../agreements).
+    "agreements_confirmed",
     # Tenants added through the /sandbox/customers control (not Partner Center effects).
     "tenants_added",
     # Orders with the same tenant and line items as an earlier order placed under another
@@ -90,6 +95,12 @@ CODE_INVALID_INPUT = "800002"
 # 409 "Subscription is not ready to be updated. Try again after sometime": what a write meets
 # while Partner Center renews the subscription.
 CODE_NOT_READY = "800082"
+# The Microsoft Customer Agreement's template (GET /v1/agreements?agreementType=...).
+MCA_TEMPLATE_ID = "117a77b0-9360-443b-8795-c6dedc750cf9"
+# What of a subscription its ETag covers: not the fields that age by themselves.
+_ETAG_IGNORES = frozenset({"attributes", "refundableQuantity", "cancellationAllowedUntilDate"})
+# API requests remembered for GET /sandbox/requests (contract tests), newest last.
+REQUEST_LOG_SIZE = 1000
 
 
 class SandboxError(Exception):
@@ -100,6 +111,13 @@ class SandboxError(Exception):
         self.status = status
         self.code = code
         self.description = description
+
+
+def subscription_etag(sub: dict[str, Any]) -> str:
+    """The ETag of a subscription's current version: it changes with every change."""
+    kept = {key: value for key, value in sub.items() if key not in _ETAG_IGNORES}
+    digest = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).digest()
+    return base64.b64encode(digest[:12]).decode()
 
 
 def iso(when: datetime) -> str:
@@ -240,8 +258,24 @@ def seeded_world() -> dict[str, Any]:
         "subscription_meta": {
             NORTHWIND_LEGACY_SUBSCRIPTION: {"lots": [seat_lot(legacy_item["quantity"], bought)]}
         },
+        # New Commerce (sandbox/commerce.py): tenant -> cart id -> cart; tenant -> the MCA
+        # acceptances Partner Center knows (the customer's own, or confirmed by the partner).
+        "carts": {},
+        "agreements": {NORTHWIND_TENANT: [customer_accepted_mca(bought)]},
+        "catalog_rotations": {},
         "stats": dict.fromkeys(STAT_KEYS, 0),
         "stats_by_face": {face: dict.fromkeys(STAT_KEYS, 0) for face in FACES},
+    }
+
+
+def customer_accepted_mca(when: datetime) -> dict[str, Any]:
+    """The MCA as a customer accepts it in the Microsoft 365 admin center (with a partner
+    invitation): Partner Center knows it, with no partner-confirmed contact."""
+    return {
+        "type": "MicrosoftCustomerAgreement",
+        "templateId": MCA_TEMPLATE_ID,
+        "dateAgreed": iso(when),
+        "acceptedBy": "customer",
     }
 
 
@@ -408,6 +442,9 @@ class SandboxState:
         self.partner_tenant_id = partner_tenant_id
         self.lock = threading.RLock()
         self.faults: list[Fault] = []
+        # What the API faces received (method, path, headers that matter, JSON body): never
+        # persisted, never a token.
+        self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.world = self._load() or seeded_world()
 
     # -- persistence ---------------------------------------------------------------------------
@@ -419,6 +456,9 @@ class SandboxState:
         world.setdefault("customer_meta", {})
         world.setdefault("order_meta", {})
         world.setdefault("subscription_meta", {})
+        world.setdefault("carts", {})
+        world.setdefault("agreements", {})
+        world.setdefault("catalog_rotations", {})
         stats = world.setdefault("stats", {})
         by_face = world.setdefault("stats_by_face", {})
         for counters in (stats, *(by_face.setdefault(face, {}) for face in FACES)):
@@ -438,6 +478,7 @@ class SandboxState:
         with self.lock:
             self.world = seeded_world()
             self.faults.clear()
+            self.requests.clear()
             self.save()
 
     def bump(self, stat: str, by: int = 1) -> None:
@@ -559,14 +600,26 @@ class SandboxState:
         answer["userCredentials"] = {"userName": "admin", "password": _password()}
         return answer
 
-    def add_tenant(self, domain: str, company_name: str, relationship: str) -> dict[str, Any]:
+    def add_tenant(
+        self,
+        domain: str,
+        company_name: str,
+        relationship: str,
+        mca_accepted: bool | None = None,
+        billing_profile: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """A tenant that exists in Microsoft's world (a client's own), for link orders:
-        relationship "reseller" (already ours) or "none" (needs the client's acceptance)."""
+        relationship "reseller" (already ours) or "none" (needs the client's acceptance).
+        Its client accepted the MCA when it accepted a partner (by default: when it is ours)."""
         with self.lock:
             domain = self._check_new_domain(domain)
             tenant_id = str(uuid.uuid4())
-            resource = _customer_resource(tenant_id, domain, company_name, relationship, {})
+            resource = _customer_resource(
+                tenant_id, domain, company_name, relationship, billing_profile or {}
+            )
             self.world["customers"][tenant_id] = resource
+            if relationship == "reseller" if mca_accepted is None else mca_accepted:
+                self.world["agreements"][tenant_id] = [customer_accepted_mca(datetime.now(UTC))]
             self.world["customer_meta"][tenant_id] = {"origin": "control", "request_id": None}
             self.bump("tenants_added")
             self.save()
@@ -618,6 +671,10 @@ class SandboxState:
             if customer["relationshipToPartner"] != "reseller":
                 customer["relationshipToPartner"] = "reseller"
                 customer["allowDelegatedAccess"] = True
+                # Accepting a partner's invitation in the admin center accepts the MCA too.
+                agreements = self.world["agreements"].setdefault(customer["id"], [])
+                if not agreements:
+                    agreements.append(customer_accepted_mca(datetime.now(UTC)))
                 self.bump("relationships_accepted")
                 self.save()
             return copy.deepcopy(customer)
@@ -729,7 +786,8 @@ class SandboxState:
         with self.lock:
             sub = self._subscription(tenant_id, subscription_id)
             status = "pending" if sub["status"] == "pending" else "success"
-            return {"skuId": sub["offerId"].split(":")[-1], "status": status}
+            parts = sub["offerId"].split(":")
+            return {"skuId": parts[1] if len(parts) > 1 else parts[0], "status": status}
 
     # -- New Commerce windows --------------------------------------------------------------------
 
@@ -759,6 +817,7 @@ class SandboxState:
         }
         start = parse_iso(sub.get("effectiveStartDate") or sub["creationDate"])
         sub["cancellationAllowedUntilDate"] = iso(start + NCE_WINDOW)
+        sub.setdefault("attributes", {})["etag"] = subscription_etag(sub)
         return sub
 
     def _find_subscription(self, subscription_id: str) -> dict[str, Any]:

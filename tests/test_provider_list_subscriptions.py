@@ -108,7 +108,7 @@ def test_the_answer_has_partner_centers_collection_shape(sandbox_url: str) -> No
     control(sandbox_url, "/sandbox/reset")
     response = httpx.get(
         f"{sandbox_url}/v1/customers/{NORTHWIND_TENANT}/subscriptions",
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {TOKEN}", "MS-Contract-Version": "v1"},
     ).raise_for_status()
 
     body = response.json()

@@ -176,8 +176,9 @@ async def test_place_order_is_idempotent_and_active_without_delay(
     placed = await client.place_order(NORTHWIND_TENANT, LINES, request_id=request_id)
     assert placed.status == "completed"
     assert len(placed.subscriptions) == 2
+    # New Commerce subscriptions name the catalog item bought: PRODUCT:SKU:AVAILABILITY.
     by_offer = {s.offer_id: s for s in placed.subscriptions}
-    basic = by_offer["CFQ7TTC0LH18:0001"]
+    basic = by_offer["CFQ7TTC0LH18:0001:CFQ7TTC0K971"]
     assert basic.quantity == 5
     assert basic.status is SubscriptionStatus.ACTIVE
     assert basic.order_id == placed.order_id
@@ -219,7 +220,9 @@ async def test_order_refused_without_relationship_or_tenant(client: PartnerCente
 
 
 async def test_provisioning_goes_pending_then_success() -> None:
-    with serve_in_background(token=TOKEN, provisioning_delay_seconds=0.3) as url:
+    # Long enough for a purchase's calls (availability, cart, checkout, subscriptions) to see
+    # it pending on a loaded machine.
+    with serve_in_background(token=TOKEN, provisioning_delay_seconds=2) as url:
         async with PartnerCenterClient(url, SecretStr(TOKEN), timeout=5.0) as pc:
             placed = await pc.place_order(NORTHWIND_TENANT, LINES[:1], request_id=rid())
             assert placed.status == "pending"
@@ -229,7 +232,7 @@ async def test_provisioning_goes_pending_then_success() -> None:
             assert first is ProvisioningState.PENDING
 
             seen = [first]
-            for _ in range(50):
+            for _ in range(200):
                 await asyncio.sleep(0.05)
                 state = await pc.subscription_provisioning(NORTHWIND_TENANT, sub.subscription_id)
                 seen.append(state)
@@ -277,7 +280,7 @@ async def test_throttling_fault_is_transient_with_retry_after(
         "/sandbox/faults",
         {
             "method": "POST",
-            "path_prefix": f"/v1/customers/{NORTHWIND_TENANT}/orders",
+            "path_prefix": f"/v1/customers/{NORTHWIND_TENANT}/carts",
             "status": 429,
             "retry_after": 1,
             "times": 1,
@@ -362,7 +365,9 @@ async def test_state_survives_a_restart(tmp_path: Path) -> None:
 async def test_logs_carry_call_facts_but_never_secrets(client: PartnerCenterClient) -> None:
     with capture_logs() as logs:
         created = await client.create_customer(new_customer(), request_id=rid())
-        await client.place_order(created.tenant_id, LINES, request_id=rid())
+        await client.place_order(
+            created.tenant_id, LINES, request_id=rid(), new_tenant=new_customer()
+        )
     password = created.admin_password.get_secret_value()
     dumped = repr(logs)
     assert password not in dumped
@@ -370,10 +375,17 @@ async def test_logs_carry_call_facts_but_never_secrets(client: PartnerCenterClie
     assert password not in repr(created)
 
     calls = [entry for entry in logs if entry["event"] == "partner_center.call"]
-    assert [(c["method"], c["path"], c["status"]) for c in calls][:2] == [
-        ("POST", "/v1/customers", 201),
-        ("POST", f"/v1/customers/{created.tenant_id}/orders", 201),
+    writes = [
+        (c["method"], c["path"].replace(created.tenant_id, "{id}"), c["status"])
+        for c in calls
+        if c["method"] == "POST"
     ]
+    assert writes[:2] == [
+        ("POST", "/v1/validations/address", 200),
+        ("POST", "/v1/customers", 201),
+    ]
+    assert writes[-2][:2] == ("POST", "/v1/customers/{id}/carts")
+    assert writes[-1][1].endswith("/checkout") and writes[-1][2] == 201
     for call in calls:
         uuid.UUID(call["correlation_id"])
         assert call["elapsed_ms"] >= 0

@@ -16,11 +16,12 @@ from sandbox.server import serve_in_background
 from sandbox.state import NORTHWIND_LEGACY_ORDER, NORTHWIND_TENANT, FaultProfile, FaultSpecError
 
 TOKEN = "faults-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# Partner Center requires MS-Contract-Version on every call; the sandbox does too.
+AUTH = {"Authorization": f"Bearer {TOKEN}", "MS-Contract-Version": "v1"}
 ORDER = {
     "referenceCustomerId": NORTHWIND_TENANT,
     "lineItems": [
-        {"lineItemNumber": 0, "offerId": "CFQ7TTC0LH18:0001", "quantity": 3,
+        {"lineItemNumber": 0, "offerId": "CFQ7TTC0LH18:0001:CFQ7TTC0K971", "quantity": 3,
          "termDuration": "P1Y", "billingCycle": "monthly"},
     ],
 }  # fmt: skip

@@ -388,9 +388,12 @@ def test_sandbox_controls_name_what_is_wrong(sandbox_url: str) -> None:
 
 def test_a_status_change_goes_alone(sandbox_url: str) -> None:
     path = f"/v1/customers/{NORTHWIND_TENANT}/subscriptions/{NORTHWIND_LEGACY_SUBSCRIPTION}"
-    auth = {"Authorization": f"Bearer {TOKEN}", "MS-RequestId": rid()}
+    auth = {"Authorization": f"Bearer {TOKEN}", "MS-Contract-Version": "v1"}
+    etag = httpx.get(f"{sandbox_url}{path}", headers=auth).json()["attributes"]["etag"]
     both = httpx.patch(
-        f"{sandbox_url}{path}", json={"status": "suspended", "quantity": 9}, headers=auth
+        f"{sandbox_url}{path}",
+        json={"status": "suspended", "quantity": 9},
+        headers={**auth, "MS-RequestId": rid(), "If-Match": etag},
     )
     assert both.status_code == 400
     assert both.json()["code"] == "800002"

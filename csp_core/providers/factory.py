@@ -1,15 +1,19 @@
 """The provider adapter PROVIDER selects, built from validated settings.
 
-`sandbox` and `partner_center` speak Partner Center's REST shape (the sandbox's own face, or
-the real API); `ingram` speaks Ingram Micro's Xvantage API (the real one, or the sandbox's
-Xvantage face when PROVIDER_BASE_URL points at it, as `make run` does).
+`sandbox` and `partner_center` speak Partner Center's REST shape: the sandbox's own face with
+its static token, or the real API with App+User tokens (MSAL). `ingram` speaks Ingram Micro's
+Xvantage API (the real one, or the sandbox's Xvantage face when PROVIDER_BASE_URL points at
+it, as `make run` does).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from csp_core.providers.partner_center import PartnerCenterClient
+from pydantic import SecretStr
+
+from csp_core.providers.partner_center import AppUserToken, PartnerCenterClient, TokenSource
+from csp_core.providers.partner_center.transport import tls_verify
 from csp_core.providers.port import Provider
 from csp_core.providers.xvantage import XvantageClient
 from csp_core.settings import ProviderKind, Settings
@@ -36,11 +40,30 @@ def build_provider(settings: Settings) -> PartnerCenterClient | XvantageClient:
             ingram_tenant_id=settings.ingram_tenant_id,
             timeout=settings.provider_timeout_seconds,
         )
-    assert settings.provider_api_key is not None
+    ca_bundle = str(settings.provider_ca_bundle) if settings.provider_ca_bundle else None
+    auth: TokenSource | SecretStr
+    if settings.provider is ProviderKind.PARTNER_CENTER:
+        assert settings.partner_center_client_id and settings.partner_center_authority
+        assert settings.partner_center_client_secret and settings.partner_center_refresh_token
+        auth = AppUserToken(
+            authority=settings.partner_center_authority,
+            client_id=settings.partner_center_client_id,
+            client_secret=settings.partner_center_client_secret,
+            refresh_token=settings.partner_center_refresh_token,
+            # MSAL asks Azure AD whether an authority host is a valid instance; the sandbox's
+            # local authority is not one (production refuses a local authority).
+            validate_authority=not settings.authority_is_local,
+            verify=ca_bundle or True,
+            timeout=settings.provider_timeout_seconds,
+        )
+    else:
+        assert settings.provider_api_key is not None
+        auth = settings.provider_api_key  # the sandbox's static token
     return PartnerCenterClient(
         settings.provider_url,
-        settings.provider_api_key,
+        auth,
         timeout=settings.provider_timeout_seconds,
+        verify=tls_verify(ca_bundle),
     )
 
 

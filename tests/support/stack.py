@@ -192,19 +192,22 @@ async def running_stack(
     queue_prefix: str,
     transport: httpx.AsyncBaseTransport | None = None,
     ingram: bool = False,
+    client: PartnerCenterClient | XvantageClient | None = None,
 ) -> AsyncIterator[Stack]:
     """A worker with the real activities on its own task queue, wired to the sandbox over
     HTTP (at the control client's base URL), the SMTP sink and the registry. `transport`
     lets a test see (and break) the provider conversation, e.g. lose a response. `ingram`:
-    the Ingram Xvantage adapter against the sandbox's Xvantage face (else Partner Center's)."""
+    the Ingram Xvantage adapter against the sandbox's Xvantage face (else Partner Center's);
+    `client`: a provider client of the test's own (e.g. Partner Center with App+User tokens)."""
     base_url = str(sandbox.base_url).rstrip("/")
-    client: PartnerCenterClient | XvantageClient = (
-        xvantage_client(base_url, transport)
-        if ingram
-        else PartnerCenterClient(
-            base_url, SecretStr(sandbox_token), timeout=10, transport=transport
+    if client is None:
+        client = (
+            xvantage_client(base_url, transport)
+            if ingram
+            else PartnerCenterClient(
+                base_url, SecretStr(sandbox_token), timeout=10, transport=transport
+            )
         )
-    )
     async with client as provider:
         stack = Stack(
             env=env,
