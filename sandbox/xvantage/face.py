@@ -265,3 +265,30 @@ class XvantageFace:
         }
         created = state.create_customer(domain, billing, None, request["confirmationNumber"])
         return created["id"]
+
+    # -- Ingram's marketplace (what ops do by hand) -----------------------------------------------
+
+    def marketplace_change(self, subscription_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """What ops do in Ingram's marketplace for the changes XI has no API for (suspend,
+        reactivate, seats, cancel, auto-renew): the same world changes, under Microsoft's same
+        rules, counted for this face. The workflows never call this: ops do (tests play ops)."""
+        marker = CURRENT_FACE.set("xvantage")
+        try:
+            with self.state.lock:
+                tenant_id = next(
+                    (
+                        tenant
+                        for tenant, subs in self.state.world["subscriptions"].items()
+                        if subscription_id in subs
+                    ),
+                    None,
+                )
+                if tenant_id is None:
+                    raise SandboxError(
+                        404, "20003", f"Subscription with ID {subscription_id} not found."
+                    )
+                changed = self.state.update_subscription(tenant_id, subscription_id, changes)
+                self.state.save()
+                return changed
+        finally:
+            CURRENT_FACE.reset(marker)

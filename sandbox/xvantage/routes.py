@@ -5,12 +5,12 @@ face's /sandbox/xvantage controls."""
 from __future__ import annotations
 
 import copy
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from xi.sdk.resellers.models import (
     OrderCreateV7Request,
     VendorRequiredInfoRequest,
@@ -23,6 +23,17 @@ from sandbox.xvantage.face import XvantageFace
 from sandbox.xvantage.shapes import TOKEN_PATH, answer, vendor_required_info
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class MarketplaceChange(BaseModel):
+    """POST /sandbox/xvantage/marketplace/subscriptions/{id}: what ops change by hand in
+    Ingram's marketplace (status suspended | active | deleted, quantity, autoRenewEnabled)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["suspended", "active", "deleted"] | None = None
+    quantity: int | None = None
+    autoRenewEnabled: bool | None = None  # noqa: N815 - Partner Center's field name
 
 
 def _headers_problem(request: Request, *, sender_required: bool) -> str | None:
@@ -132,6 +143,11 @@ def router(face: XvantageFace) -> APIRouter:
     async def process_now() -> dict[str, int]:
         """Process every submitted v7 order now, whatever the delay (tests, demos)."""
         return {"processed": face.process_due(force=True)}
+
+    @api.post("/sandbox/xvantage/marketplace/subscriptions/{subscription_id}")
+    async def marketplace(subscription_id: str, body: MarketplaceChange) -> dict[str, Any]:
+        """Ops change a subscription by hand in Ingram's marketplace (no XI API does it)."""
+        return face.marketplace_change(subscription_id, body.model_dump(exclude_none=True))
 
     @api.get("/sandbox/xvantage")
     async def summary() -> dict[str, Any]:
