@@ -6,26 +6,20 @@ Xvantage face, where ops' manual work is the face's marketplace control."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from email.message import EmailMessage
-from pathlib import Path
 
-import httpx
 import pytest
-import pytest_asyncio
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 
 from api import ops as ops_api
 from csp_core.ops.tasks import OpsOperation, OpsTask, OpsTaskStatus
-from csp_core.registry import Registry
 from csp_core.renewals.billing import CutoffPolicy
 from csp_core.stages import PaymentStatus, SubscriptionStatus
 from csp_core.subscriptions.values import subscription_workflow_id
-from sandbox.smtp_sink import SmtpSink
-from tests.conftest import SANDBOX_TOKEN
-from tests.support.stack import OPS_EMAIL, Stack, running_stack
+from tests.support import ingram as on_ingram
+from tests.support.ingram import at_ingram, xvantage
+from tests.support.stack import OPS_EMAIL, Stack
 from tests.test_renewal_workflow import (
     advance_to,
     current_details,
@@ -41,45 +35,19 @@ from workflows.renewal import RenewalPaymentWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+ingram = on_ingram.ingram  # the fixture: the stack on the Ingram adapter
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def ingram(
-    ts_env: WorkflowEnvironment,
-    sandbox: httpx.Client,
-    smtp_sink: SmtpSink,
-    registry: Registry,
-    registry_path: Path,
-) -> AsyncIterator[Stack]:
-    async with running_stack(
-        ts_env,
-        sandbox=sandbox,
-        sandbox_token=SANDBOX_TOKEN,
-        sink=smtp_sink,
-        registry=registry,
-        registry_path=registry_path,
-        queue_prefix="ops-renewal",
-        ingram=True,
-    ) as stack:
-        stack.settings = stack.settings.model_copy(
-            update={"renewal_cutoff_policy": CutoffPolicy.SUSPEND}
-        )
-        yield stack
+@pytest.fixture(autouse=True)
+def suspend_at_the_cutoff(ingram: Stack) -> None:
+    ingram.settings = ingram.settings.model_copy(
+        update={"renewal_cutoff_policy": CutoffPolicy.SUSPEND}
+    )
 
 
 def reseller_kinds(stack: Stack, subscription_id: str, period: str) -> list[str]:
     """The renewal's e-mails to the reseller (its ops task e-mails go to ops)."""
     return [k for k in kinds(stack, subscription_id, period) if not k.startswith("ops_task")]
-
-
-def xvantage(stack: Stack) -> dict[str, int]:
-    return stack.stats()["by_face"]["xvantage"]
-
-
-def at_ingram(stack: Stack, subscription_id: str, **change: object) -> None:
-    """Ops do it by hand in Ingram's marketplace."""
-    url = f"/sandbox/xvantage/marketplace/subscriptions/{subscription_id}"
-    stack.sandbox.post(url, json=change).raise_for_status()
 
 
 async def tasks(handle: WorkflowHandle) -> list[OpsTask]:
