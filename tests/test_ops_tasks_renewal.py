@@ -88,6 +88,7 @@ async def test_the_cutoff_suspension_under_ingram_waits_for_ops_and_reminds_them
 
     # Raised at the cutoff instant, for ops, with the values they need; nothing done yet.
     assert task.operation is OpsOperation.SUSPEND and task.task_id == f"suspend-{period}"
+    assert task.provider == "Ingram Micro Xvantage"
     assert task.asked_at.replace(microsecond=0) == local(period, 26)
     assert task.deadline == task.asked_at + timedelta(hours=24)
     assert (await status(handle)).status is PaymentStatus.AWAITING_OPS
