@@ -101,6 +101,7 @@ def test_the_e_mail_to_ops_names_the_values_the_deadline_and_the_commands() -> N
     assert "csp ops confirm renewal-sub-1-2026-05 suspend-2026-05 --reference" in text
     assert "csp ops decline" in text
     assert "no da la operación por hecha" in text
+    assert "Motivo: la renovación de mayo de 2026 no se pagó antes de la fecha límite" in text
 
 
 def test_a_reactivation_cannot_be_declined_so_its_e_mail_offers_no_decline() -> None:

@@ -69,8 +69,24 @@ def _values(task: OpsTask) -> str:
     ]
     if task.period is not None:
         rows.append(f"Renovación de: {format_period_es(task.period)}")
-    rows.append(f"Motivo: {task.reason}")
+    rows.append(f"Motivo: {_reason(task)}")
     return "\n".join(rows)
+
+
+def _reason(task: OpsTask) -> str:
+    """Why it is asked, in Spanish (the task's own `reason` is the English one for the
+    details and the CLI)."""
+    period = format_period_es(task.period) if task.period else ""
+    match task.operation:
+        case OpsOperation.SUSPEND:
+            return (
+                f"la renovación de {period} no se pagó antes de la fecha límite y la política "
+                "es suspender"
+            )
+        case OpsOperation.REACTIVATE:
+            return f"la renovación de {period} ya se pagó y la suscripción sigue suspendida"
+        case _:
+            return f"lo solicitó el revendedor {task.reseller_id} (solicitud {task.change_id})"
 
 
 def _how_to_answer(task: OpsTask) -> str:
@@ -118,7 +134,7 @@ def ops_task_email(notice: OpsTaskNotice, ops_email: str, *, tz: ZoneInfo = BUSI
         case OpsNoticeKind.OVERDUE | OpsNoticeKind.STILL_OVERDUE:
             kind, subject = OpsEmailKind.OPS_TASK_OVERDUE, _subject("VENCIDA", task)
             parts = [
-                f"La fecha límite ({due}) pasó y nadie ha confirmado la operación. El sistema la "
+                f"La fecha límite era el {due} y nadie ha confirmado la operación: el sistema la "
                 f"sigue considerando NO realizada. {portal}",
                 _values(task),
                 _how_to_answer(task),
