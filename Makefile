@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench bench-renewals chaos clean
+.PHONY: install run test lint format bench bench-renewals chaos ui-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,15 @@ CHAOS_ORDERS ?= 200
 
 chaos: install
 	$(PY) benchmarks/chaos.py --orders $(CHAOS_ORDERS)
+
+# The Temporal Web UI checked in headless Chromium (Debian's package; when it is missing, run as
+# root this installs it with apt-get, otherwise it prints the command). A stack of its own on free
+# ports (TEMPORAL_ADDRESS, TEMPORAL_UI_PORT, ... pick them), or UI_CHECK_ARGS=--running for the
+# `make run` stack. Screenshots in .data/ui-check/.
+UI_CHECK_ARGS ?=
+
+ui-check: install
+	$(PY) tools/ui_check.py --install-chromium $(UI_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache *.egg-info

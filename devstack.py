@@ -2,10 +2,11 @@
 
 Temporal dev server (state in .data/temporal/, Web UI on :8233, contract search attributes
 registered), the Partner Center sandbox (:8100; SANDBOX_FAULTS and SANDBOX_PROVISIONING_DELAY
-passed through), the SMTP sink (:1025 → .data/outbox/) and WORKERS worker processes
-(`make run WORKERS=2`). A service that dies is restarted with backoff (1 s, 2 s, 4 s … 30 s;
-back to 1 s once it has stayed up a minute) and the log says so. Ctrl-C stops all of it, also
-during a backoff wait; running it again resumes the workflows that were in flight.
+passed through), the SMTP sink (:1025 → .data/outbox/), WORKERS worker processes
+(`make run WORKERS=2`) and the HTTP API (127.0.0.1:8000, `python -m http_api`). A service
+that dies is restarted with backoff (1 s, 2 s, 4 s … 30 s; back to 1 s once it has stayed up a
+minute) and the log says so. Ctrl-C stops all of it, also during a backoff wait; running it
+again resumes the workflows that were in flight.
 
 PROVIDER picks the worker's adapter, always against the local sandbox: `sandbox` (its Partner
 Center face) or `ingram` (its Xvantage face, with the sandbox's client credentials unless
@@ -13,8 +14,8 @@ INGRAM_* are set). `partner_center` is for a real Partner Center and needs PROVI
 without it nothing starts and the message names it.
 
 Ports follow the settings the other parts read (TEMPORAL_ADDRESS, PROVIDER_BASE_URL, SMTP_PORT,
-CODEC_SERVER_PORT; TEMPORAL_UI_PORT for the Web UI), so a second stack (the chaos benchmark)
-can run on its own ports; data lives under .data/ of the current directory.
+CODEC_SERVER_PORT, API_HOST/API_PORT; TEMPORAL_UI_PORT for the Web UI), so a second stack (the
+chaos benchmark) can run on its own ports; data lives under .data/ of the current directory.
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ class Ports:
     sandbox: int
     smtp: int
     codec: int
+    api: int
 
     @classmethod
     def from_settings(cls) -> Ports:
@@ -207,6 +209,7 @@ class Ports:
             sandbox=urlsplit(settings.provider_base_url or SANDBOX_BASE_URL).port or 8100,
             smtp=settings.smtp_port,
             codec=settings.codec_server_port,
+            api=settings.api_port,
         )
 
 
@@ -277,10 +280,40 @@ def services(workers: int = 1, ports: Ports | None = None) -> list[Service]:
             logs / "smtp-sink.log",
         ),
         *(
-            Service(f"worker-{n}", [sys.executable, str(ROOT / "worker.py")])
+            Service(
+                f"worker-{n}",
+                [sys.executable, str(ROOT / "worker.py")],
+                # Its /metrics port, one per worker (9464, 9465, ...): also its readiness.
+                metrics_port(settings.metrics_address, n),
+                env=worker_metrics_env(settings.metrics_address, n),
+            )
             for n in range(1, workers + 1)
         ),
+        Service(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "http_api",
+                "--host",
+                settings.api_host,
+                "--port",
+                str(ports.api),
+            ],
+            ports.api,
+            logs / "api.log",
+        ),
     ]
+
+
+def metrics_port(address: str | None, worker: int) -> int | None:
+    return None if address is None else int(address.rpartition(":")[2]) + worker - 1
+
+
+def worker_metrics_env(address: str | None, worker: int) -> dict[str, str]:
+    if address is None:
+        return {}
+    return {"METRICS_ADDRESS": f"{address.rpartition(':')[0]}:{metrics_port(address, worker)}"}
 
 
 def sandbox_env() -> dict[str, str]:
@@ -323,11 +356,23 @@ def banner(workers: int, ports: Ports) -> str:
             f"  Database      {settings.database_url}",
             f"  Workers       {workers} on task queue {settings.task_queue}"
             " (a service that dies is restarted)",
+            f"  HTTP API      http://{settings.api_host}:{ports.api}  (OpenAPI: /docs; "
+            "keys: csp apikey create --reseller <id> | --ops)",
             "  Payloads      "
             + (
                 f"encrypted; Web UI decodes via http://127.0.0.1:{settings.codec_server_port}"
                 if settings.payload_encryption_keys
                 else "plain JSON (set PAYLOAD_ENCRYPTION_KEYS to encrypt)"
+            ),
+            "  Metrics       "
+            + (
+                f"http://127.0.0.1:{metrics_port(settings.metrics_address, 1)}/metrics"
+                + "".join(
+                    f"  worker-{n} :{metrics_port(settings.metrics_address, n)}"
+                    for n in range(2, workers + 1)
+                )
+                if settings.metrics_address
+                else "off (METRICS_ADDRESS is empty)"
             ),
             f"  Logs          {DATA_DIR / 'logs'}/",
             "Try:  .venv/bin/csp order submit examples/order-create.json",

@@ -26,6 +26,7 @@ from activities.renewal import RenewalActivities
 from activities.subscription import SubscriptionActivities
 from csp_core.notifications.mailer import Mailer, SmtpMailer
 from csp_core.providers.factory import build_provider
+from csp_core.providers.metered import MeteredProvider
 from csp_core.providers.port import Provider
 from csp_core.registry import Registry
 from csp_core.renewals.billing import DEFAULT_CUTOFF_DAY
@@ -35,6 +36,7 @@ from csp_core.settings import Settings, get_settings
 from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE
 from temporalutil.client import connect
 from temporalutil.logging import configure_logging
+from temporalutil.metrics import ProcessMetrics
 from temporalutil.sandbox import workflow_runner
 from workflows.adoption import SubscriptionAdoptionWorkflow
 from workflows.order import LicenseOrderWorkflow
@@ -124,7 +126,8 @@ async def build_activities(
     provider = build_provider(settings)
     await stack.enter_async_context(provider)
     return wire_activities(
-        provider=provider,
+        # Every provider call counted by operation, whichever adapter PROVIDER selects.
+        provider=MeteredProvider(provider, settings.provider.value),
         registry=registry,
         vault=SecretVault.from_settings(settings),
         mailer=SmtpMailer.from_settings(settings),
@@ -192,10 +195,17 @@ def wire_activities(
 
 
 async def run_worker(settings: Settings) -> None:
-    client = await connect(settings)
+    # One Prometheus registry for the SDK runtime's metrics and ours (temporalutil/metrics.py).
+    metrics = ProcessMetrics.create(service="csp-worker", database_url=settings.database_url)
+    client = await connect(settings, runtime=metrics.runtime)
     async with AsyncExitStack() as stack:
+        stack.callback(metrics.close)
         instances = await build_activities(settings, client, stack)
         worker = create_worker(client, settings.task_queue, instances)
+        if settings.metrics_address:
+            server = metrics.serve(settings.metrics_address)
+            stack.callback(server.close)
+            log.info("metrics_serving", url=server.url)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))

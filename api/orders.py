@@ -39,7 +39,12 @@ FINGERPRINT_MEMO = "order_fingerprint"
 
 
 class OrderRefused(Exception):
-    """The request cannot be taken; the message says why and what to do."""
+    """The request cannot be taken; the message says why and what to do. `code` is the
+    workflow's error type when it refused (e.g. NotAwaitingAcceptance, OrderFinal)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class OrderNotFound(OrderRefused):
@@ -159,6 +164,15 @@ async def _describe(client: Client, workflow_id: str) -> WorkflowExecutionDescri
         raise
 
 
+def order_not_found(client: Client, order_id: str) -> OrderNotFound:
+    """The answer for an order no workflow holds (also what another reseller's order looks like
+    to a reseller: the same words, so nothing tells the two apart)."""
+    return OrderNotFound(
+        f"order {order_id} not found: no workflow {order_workflow_id(order_id)} in namespace "
+        f"{client.namespace} (check the order id)"
+    )
+
+
 def order_handle(client: Client, order_id: str) -> WorkflowHandle:
     return client.get_workflow_handle_for(LicenseOrderWorkflow.run, order_workflow_id(order_id))
 
@@ -169,10 +183,7 @@ async def order_status(client: Client, order_id: str) -> OrderStatus:
         return await handle.query(LicenseOrderWorkflow.status)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise OrderNotFound(
-                f"order {order_id} not found: no workflow {handle.id} in namespace "
-                f"{client.namespace} (check the order id)"
-            ) from err
+            raise order_not_found(client, order_id) from err
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             raise  # Temporal itself is unreachable: not a fact about the order
         raise OrderRefused(f"order {order_id}: {err.message}") from err
@@ -206,8 +217,9 @@ async def _command(
         return await handle.execute_update(update, arg)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
-        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        raise OrderRefused(reason) from err
+        if isinstance(cause, ApplicationError):
+            raise OrderRefused(cause.message, cause.type) from err
+        raise OrderRefused(str(cause or err)) from err
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
@@ -218,13 +230,46 @@ async def _command(
         description = await handle.describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise OrderNotFound(
-                f"order {order_id} not found: no workflow {handle.id} in namespace "
-                f"{client.namespace} (check the order id)"
-            ) from err
+            raise order_not_found(client, order_id) from err
         raise
     stage = description.typed_search_attributes.get(sa.ORDER_STAGE) or "closed"
     raise OrderRefused(f"order {order_id} is already {stage}: {when_closed}")
+
+
+async def order_reseller(client: Client, registry: Registry, order_id: str) -> str | None:
+    """Whose order it is: the reseller its workflow was started for, or, once the workflow is
+    gone (retention), the one the registry recorded; None when neither knows the order."""
+    try:
+        description = await order_handle(client, order_id).describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+    else:
+        if (reseller := description.typed_search_attributes.get(sa.RESELLER_ID)) is not None:
+            return reseller
+    recorded = await asyncio.to_thread(registry.get_order, order_id)
+    return recorded.reseller_id if recorded is not None else None
+
+
+def recorded_status(recorded: OrderRecord) -> OrderStatus:
+    """An order whose workflow is gone (retention), as the registry remembers it, in the shape
+    the workflow's `status` query answers."""
+    return OrderStatus(
+        order_id=recorded.order_id,
+        stage=recorded.stage,
+        domain=recorded.domain,
+        reseller_id=recorded.reseller_id,
+        provider_order_id=recorded.provider_order_id,
+        detail=recorded.stage_detail or "",
+    )
+
+
+def closed_refusal(recorded: OrderRecord, refusal: str) -> str:
+    """Why a command cannot reach an order the registry remembers but whose workflow is gone."""
+    return (
+        f"order {recorded.order_id} is {recorded.stage.value} (recorded "
+        f"{recorded.updated_at:%Y-%m-%d}) and {refusal}: its workflow has finished"
+    )
 
 
 async def is_running(client: Client, order_id: str) -> bool:

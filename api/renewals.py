@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -25,8 +27,13 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from csp_core.registry import ChargeRecord, Registry
-from csp_core.renewals.billing import RenewalPolicy, parse_period, period_start
+from csp_core.registry import ChargeRecord, Registry, SeatChangeRecord
+from csp_core.renewals.billing import (
+    MAX_CHARGE_AMOUNT,
+    RenewalPolicy,
+    parse_period,
+    period_start,
+)
 from csp_core.renewals.values import (
     CycleRequest,
     CycleResult,
@@ -34,6 +41,8 @@ from csp_core.renewals.values import (
     renewal_workflow_id,
 )
 from csp_core.settings import Settings
+from csp_core.stages import PaymentStatus
+from csp_core.timezones import zone
 from workflows.renewal import RenewalPaymentWorkflow
 from workflows.renewal_cycle import RenewalCycleWorkflow
 
@@ -126,6 +135,57 @@ async def run_period(client: Client, period: str, settings: Settings) -> Workflo
     )
 
 
+class PaymentInputError(ValueError):
+    """A payment's input breaks a rule, found before anything is recorded: names the field."""
+
+
+# A payment stamped a little ahead of this machine's clock (another system's clock) is taken.
+PAID_AT_SKEW = timedelta(minutes=5)
+
+
+def check_period(value: str, field: str = "--period") -> str:
+    try:
+        parse_period(value)
+    except ValueError as err:
+        raise PaymentInputError(f"{field}: {err}") from None
+    return value
+
+
+def parse_amount(value: str | None, field: str = "--amount") -> Decimal | None:
+    """An amount paid in MXN, or None (all that is still due)."""
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise PaymentInputError(f"{field}: not a decimal amount: {value!r}") from None
+    if not amount.is_finite() or not 0 < amount <= MAX_CHARGE_AMOUNT:
+        raise PaymentInputError(
+            f"{field}: must be a positive amount in MXN, at most {MAX_CHARGE_AMOUNT} (got {value})"
+        )
+    return amount
+
+
+def parse_paid_at(
+    value: str | None, timezone: str, field: str = "--paid-at", now: datetime | None = None
+) -> datetime | None:
+    """When a payment was made: ISO 8601, business local time when it names no offset; never
+    in the future. None: now."""
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise PaymentInputError(
+            f"{field}: not an ISO 8601 date and time: {value!r} (e.g. 2026-11-25T17:30)"
+        ) from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=zone(timezone))
+    if instant > (now or datetime.now(UTC)) + PAID_AT_SKEW:
+        raise PaymentInputError(f"{field}: a payment cannot be in the future (got {value})")
+    return instant
+
+
 @dataclass(frozen=True)
 class PaymentResult:
     charge: ChargeRecord
@@ -151,8 +211,8 @@ async def record_payment(
     workflow learns the payment that completed it and when it was made (the cutoff rule is
     about that instant); a partial payment keeps the charge open, with the amount still due
     (`charge.amount_due`)."""
-    charge, newly_paid = registry.record_payment(
-        subscription_id, period, reference, amount, paid_at
+    charge, newly_paid = await asyncio.to_thread(
+        registry.record_payment, subscription_id, period, reference, amount, paid_at
     )
     handle = client.get_workflow_handle_for(
         RenewalPaymentWorkflow.run, renewal_workflow_id(subscription_id, period)
@@ -161,9 +221,8 @@ async def record_payment(
         # No amount: this settles it (with the payment that completed it, by payment time).
         args: list[object] = [charge.payment_reference, charge.paid_at, None, charge.amount_paid]
     else:
-        payment = next(
-            p for p in registry.list_payments(subscription_id, period) if p.reference == reference
-        )
+        payments = await asyncio.to_thread(registry.list_payments, subscription_id, period)
+        payment = next(p for p in payments if p.reference == reference)
         args = [reference, payment.paid_at, payment.amount, charge.amount_paid]
     try:
         await handle.signal(RenewalPaymentWorkflow.payment_received, args=args)
@@ -177,3 +236,25 @@ async def record_payment(
 
 async def cycle_result(handle: WorkflowHandle) -> CycleResult:
     return await handle.result()
+
+
+def renewal_charges(
+    registry: Registry, period: str | None = None, status: PaymentStatus | None = None
+) -> list[tuple[ChargeRecord, list[SeatChangeRecord]]]:
+    """Renewal charges with the proration lines (seat changes, carried credits) each bills."""
+    charges = registry.list_charges(period, status)
+    lines: dict[tuple[str, str | None], list[SeatChangeRecord]] = {}
+    for change in registry.list_billed_seat_changes(period):
+        lines.setdefault((change.subscription_id, change.billed_period), []).append(change)
+    return [(c, lines.get((c.subscription_id, c.period), [])) for c in charges]
+
+
+def charge_json(charge: ChargeRecord, lines: list[SeatChangeRecord]) -> dict[str, Any]:
+    """A charge as JSON (`csp renewals status --json`, `GET /v1/renewals`)."""
+    return {
+        **charge.model_dump(mode="json"),
+        "amount_due": str(charge.amount_due),
+        "seat_changes": [
+            line.model_dump(mode="json", exclude={"id", "subscription_id"}) for line in lines
+        ],
+    }

@@ -71,7 +71,12 @@ class SubscriptionInputError(ValueError):
 
 
 class SubscriptionRefused(Exception):
-    """The change cannot be made; the message says why and what to do instead."""
+    """The change cannot be made; the message says why and what to do instead. `code` is the
+    workflow's error type when it refused (ChangeWindowClosed, LicenseTransferRefused, ...)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SubscriptionNotFound(SubscriptionRefused):
@@ -79,22 +84,31 @@ class SubscriptionNotFound(SubscriptionRefused):
 
 
 # ------------------------------------------------------------------ input
-def check_subscription_id(value: str) -> str:
+def check_subscription_id(value: str, field: str = "SUBSCRIPTION_ID") -> str:
     if not _SUBSCRIPTION_ID.match(value):
         raise SubscriptionInputError(
-            "SUBSCRIPTION_ID: must be the provider's subscription id, 1-128 letters, digits, "
+            f"{field}: must be the provider's subscription id, 1-128 letters, digits, "
             f"'.', '_', ':' or '-' (got {value!r})"
         )
     return value
 
 
-def check_request_id(value: str) -> str:
+def check_request_id(value: str, field: str = "--request-id") -> str:
     if not _REQUEST_ID.match(value):
         raise SubscriptionInputError(
-            "--request-id: must be 1-200 letters, digits or . _ : @ + = -, starting with a "
+            f"{field}: must be 1-200 letters, digits or . _ : @ + = -, starting with a "
             f"letter or digit (got {value!r})"
         )
     return value
+
+
+def check_seats_to_add(seats: int, field: str = "--add", total: str = "--quantity") -> int:
+    if seats < 1:
+        raise SubscriptionInputError(
+            f"{field}: seats to add, a whole number of at least 1 (got {seats}); "
+            f"to remove seats give the new total with {total}"
+        )
+    return seats
 
 
 def new_request_id() -> str:
@@ -109,9 +123,9 @@ def check_domain(value: str, option: str = "--domain") -> str:
         raise SubscriptionInputError(f"{option}: {err} (got {value!r})") from None
 
 
-def check_reseller_id(value: str) -> str:
+def check_reseller_id(value: str, field: str = "--reseller") -> str:
     if not _RESELLER_ID.match(value):
-        raise SubscriptionInputError(f"--reseller: {RESELLER_ID_RULE} (got {value!r})")
+        raise SubscriptionInputError(f"{field}: {RESELLER_ID_RULE} (got {value!r})")
     return value
 
 
@@ -147,7 +161,9 @@ def subscription_handle(client: Client, subscription_id: str) -> WorkflowHandle:
     )
 
 
-def _not_found(client: Client, subscription_id: str) -> SubscriptionNotFound:
+def not_found(client: Client, subscription_id: str) -> SubscriptionNotFound:
+    """The answer for a subscription no workflow manages (also what another reseller's
+    subscription looks like to a reseller: the same words)."""
     return SubscriptionNotFound(
         f"subscription {subscription_id} not found: no workflow "
         f"{subscription_workflow_id(subscription_id)} in namespace {client.namespace} "
@@ -166,10 +182,26 @@ async def subscription_details(client: Client, subscription_id: str) -> Subscrip
         return await handle.query(SubscriptionWorkflow.details)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise _not_found(client, subscription_id) from err
+            raise not_found(client, subscription_id) from err
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             raise  # Temporal itself is unreachable: not a fact about the subscription
         raise SubscriptionRefused(f"subscription {subscription_id}: {err.message}") from err
+
+
+async def subscription_reseller(client: Client, subscription_id: str) -> str:
+    """Whose subscription it is (the reseller its workflow acts for), without asking a worker:
+    from its workflow's search attributes. SubscriptionNotFound when no workflow manages it."""
+    handle = subscription_handle(client, subscription_id)
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise not_found(client, subscription_id) from err
+        raise
+    reseller = description.typed_search_attributes.get(sa.RESELLER_ID)
+    if reseller is None:  # not set at start: ask the workflow itself
+        reseller = (await subscription_details(client, subscription_id)).reseller_id
+    return reseller
 
 
 # ------------------------------------------------------------------ changes
@@ -221,8 +253,9 @@ async def _change(
         return await handle.execute_update(update, args=list(args), id=request_id)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
-        reason = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        raise SubscriptionRefused(reason) from err
+        if isinstance(cause, ApplicationError):
+            raise SubscriptionRefused(cause.message, cause.type) from err
+        raise SubscriptionRefused(str(cause or err)) from err
     except RPCError as err:
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             raise
@@ -233,7 +266,7 @@ async def _change(
         description = await handle.describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise _not_found(client, subscription_id) from err
+            raise not_found(client, subscription_id) from err
         raise
     status = description.typed_search_attributes.get(sa.SUBSCRIPTION_STATUS) or "closed"
     raise SubscriptionRefused(

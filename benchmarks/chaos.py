@@ -78,7 +78,7 @@ class ChaosStack:
         return self.folder / "devstack.log"
 
     def environment(self) -> dict[str, str]:
-        self.ports = {n: free_port() for n in ("temporal", "ui", "sandbox", "smtp", "codec")}
+        self.ports = {n: free_port() for n in ("temporal", "ui", "sandbox", "smtp", "codec", "api")}
         return {
             "TEMPORAL_ADDRESS": f"127.0.0.1:{self.ports['temporal']}",
             "TEMPORAL_NAMESPACE": "default",
@@ -93,6 +93,8 @@ class ChaosStack:
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(self.ports["smtp"]),
             "CODEC_SERVER_PORT": str(self.ports["codec"]),
+            "METRICS_ADDRESS": "",  # no /metrics: its ports would meet a running `make run`'s
+            "API_PORT": str(self.ports["api"]),
             "PAYLOAD_ENCRYPTION_KEYS": "",
             "DATABASE_URL": f"sqlite:///{self.data / 'csp.db'}",
             "SECRETS_KEY_FILE": str(self.data / "secrets.key"),

@@ -1,7 +1,8 @@
 """The CLI for order systems and ops (`csp`, or `python starter.py`), one module per
 capability over the client functions in `api/`: orders.py (order, licenses, credentials),
 renewals.py (renewals, payment), subscriptions.py (subscription, subscriptions), ops.py
-(ops tasks, notices, codec); common.py holds the exit codes and what every command shares.
+(ops tasks, notices, codec), apikeys.py (HTTP API keys); common.py holds the exit codes and
+what every command shares.
 
 Input is validated before anything starts; exit codes: 0 ok (also: an order already processed,
 answered from the registry), 2 invalid input, 3 refused, 4 not found, 5 Temporal unreachable.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import typer
 
+from cli.apikeys import apikey_app
 from cli.ops import codec_app, notices_app, ops_app
 from cli.orders import credentials_app, licenses_app, order_app
 from cli.renewals import payment_app, renewals_app
@@ -30,5 +32,6 @@ app.add_typer(notices_app, name="notices")
 app.add_typer(renewals_app, name="renewals")
 app.add_typer(payment_app, name="payment")
 app.add_typer(codec_app, name="codec")
+app.add_typer(apikey_app, name="apikey")
 
 __all__ = ["app"]

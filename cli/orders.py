@@ -178,11 +178,7 @@ def _not_found_or_closed(order_id: str, err: order_api.OrderNotFound, refusal: s
     recorded = _recorded(order_id)
     if recorded is None:
         return fail(str(err), EXIT_NOT_FOUND)
-    return fail(
-        f"order {order_id} is {recorded.stage.value} (recorded {recorded.updated_at:%Y-%m-%d}) "
-        f"and {refusal}: its workflow has finished",
-        EXIT_REFUSED,
-    )
+    return fail(order_api.closed_refusal(recorded, refusal), EXIT_REFUSED)
 
 
 @licenses_app.command("list")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -19,7 +18,7 @@ from csp_core.registry import (
     UnknownCharge,
     UnknownSubscription,
 )
-from csp_core.renewals.billing import MAX_CHARGE_AMOUNT, open_period, parse_period
+from csp_core.renewals.billing import open_period, parse_period
 from csp_core.renewals.values import CycleResult
 from csp_core.settings import get_settings
 from csp_core.stages import PaymentStatus
@@ -118,25 +117,11 @@ def renewals_status(
     (seat changes, carried credits) each one bills."""
     registry = open_registry()
     try:
-        charges = registry.list_charges(period, status)
-        lines: dict[tuple[str, str | None], list[SeatChangeRecord]] = {}
-        for change in registry.list_billed_seat_changes(period):
-            lines.setdefault((change.subscription_id, change.billed_period), []).append(change)
+        charges = renewal_api.renewal_charges(registry, period, status)
     finally:
         registry.dispose()
     if as_json:
-        rows = [
-            {
-                **c.model_dump(mode="json"),
-                "amount_due": str(c.amount_due),
-                "seat_changes": [
-                    change.model_dump(mode="json", exclude={"id", "subscription_id"})
-                    for change in lines.get((c.subscription_id, c.period), [])
-                ],
-            }
-            for c in charges
-        ]
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps([renewal_api.charge_json(c, ls) for c, ls in charges], indent=2))
         return
     if not charges:
         typer.echo("no renewal charges")
@@ -146,14 +131,14 @@ def renewals_status(
         f"{'period':<8} {'subscription':<38} {'amount MXN':>12} {'due MXN':>12} {'status':<12} "
         f"level due before ({tz.key})"
     )
-    for c in charges:
+    for c, lines in charges:
         paid = f"  paid {format_local(c.paid_at, tz)} {c.payment_reference}" if c.paid_at else ""
         typer.echo(
             f"{c.period:<8} {c.subscription_id:<38} {c.amount:>12} {c.amount_due:>12} "
             f"{c.status.value:<12} {c.escalation_level:>5} "
             f"{format_local(c.due_at, tz)}{paid}"
         )
-        for change in lines.get((c.subscription_id, c.period), []):
+        for change in lines:
             typer.echo(f"{'':<9}{_seat_change_line(change, tz)}")
 
 
@@ -166,23 +151,6 @@ def _seat_change_line(change: SeatChangeRecord, tz: ZoneInfo) -> str:
         f"{change.seats_after} on {format_local(change.changed_at, tz)}, until "
         f"{format_local(change.prorated_until, tz)}, at {change.unit_price} each"
     )
-
-
-def _paid_at(value: str | None, timezone: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        instant = datetime.fromisoformat(value)
-    except ValueError as err:
-        raise fail(
-            f"--paid-at: not an ISO 8601 date and time: {value!r} (e.g. 2026-11-25T17:30)",
-            EXIT_INVALID,
-        ) from err
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=zone(timezone))
-    if instant > datetime.now(UTC) + timedelta(minutes=5):
-        raise fail(f"--paid-at: a payment cannot be in the future (got {value})", EXIT_INVALID)
-    return instant
 
 
 @payment_app.command("record")
@@ -206,18 +174,12 @@ def payment_record(
     ] = None,
 ) -> None:
     """Record a renewal payment (idempotent) and stop its escalation."""
-    try:
-        paid = Decimal(amount) if amount is not None else None
-    except InvalidOperation as err:
-        raise fail(f"--amount: not a decimal amount: {amount!r}", EXIT_INVALID) from err
-    if paid is not None and (not paid.is_finite() or not 0 < paid <= MAX_CHARGE_AMOUNT):
-        raise fail(
-            f"--amount: must be a positive amount in MXN, at most {MAX_CHARGE_AMOUNT} "
-            f"(got {amount})",
-            EXIT_INVALID,
-        )
     settings = get_settings()
-    when = _paid_at(paid_at, settings.business_timezone)
+    try:
+        paid = renewal_api.parse_amount(amount)
+        when = renewal_api.parse_paid_at(paid_at, settings.business_timezone)
+    except renewal_api.PaymentInputError as err:
+        raise fail(str(err), EXIT_INVALID) from err
     registry = open_registry()
 
     async def record() -> renewal_api.PaymentResult:

@@ -45,6 +45,7 @@ subscriptions_app = typer.Typer(
     no_args_is_help=True,
 )
 T = TypeVar("T")
+V = TypeVar("V")
 
 SubscriptionId = Annotated[str, typer.Argument(help="The provider's subscription id.")]
 RequestId = Annotated[
@@ -57,7 +58,7 @@ RequestId = Annotated[
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
-def checked(check: Callable[[str], T], value: str) -> T:
+def checked(check: Callable[[V], T], value: V) -> T:
     """Input rules first: a bad value exits 2 naming the option, before anything is asked."""
     try:
         return check(value)
@@ -105,12 +106,8 @@ def subscription_seats(
         raise fail(
             "give exactly one of --quantity (the total) or --add (seats to add)", EXIT_INVALID
         )
-    if add is not None and add < 1:
-        raise fail(
-            f"--add: seats to add, a whole number of at least 1 (got {add}); "
-            "to remove seats give the new total with --quantity",
-            EXIT_INVALID,
-        )
+    if add is not None:
+        checked(subscription_api.check_seats_to_add, add)
     if add is not None:
         change(
             subscription_id,

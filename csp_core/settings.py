@@ -92,6 +92,16 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8233",
     ]
     codec_auth_token: SecretStr | None = None  # required Authorization header, when set
+    # A TLS connection (Temporal Cloud, or a self-hosted frontend behind TLS). The names are the
+    # Temporal CLI's and SDK environment configuration's, so `temporal` reads the same ones.
+    # TEMPORAL_TLS unset: on when a client certificate or an API key is set.
+    temporal_tls: bool | None = None
+    temporal_tls_client_cert_path: Path | None = None  # mTLS: the client certificate (PEM)
+    temporal_tls_client_key_path: Path | None = None  # ... and its private key (PEM)
+    temporal_tls_server_ca_cert_path: Path | None = None  # a private CA; unset: system roots
+    temporal_tls_server_name: str | None = None  # SNI/verification name, when not the host
+    # Temporal Cloud API key (sent as a bearer token; needs TLS, which it turns on).
+    temporal_api_key: SecretStr | None = None
 
     # Storage
     database_url: str = f"sqlite:///{DATA_DIR / 'csp.db'}"
@@ -150,9 +160,51 @@ class Settings(BaseSettings):
     renewal_final_notice_day: Annotated[int, Field(ge=1, le=28)] = 25
     renewal_cutoff_policy: CutoffPolicy = CutoffPolicy.NOTIFY
 
+    # HTTP API (`python -m http_api`; `make run` starts it). Each key's rate limit: a token
+    # bucket per key id of API_RATE_LIMIT_PER_MINUTE (a key's own rate when it was made with
+    # one), holding at most API_RATE_LIMIT_BURST requests at once.
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    api_rate_limit_per_minute: Annotated[int, Field(ge=1)] = 120
+    api_rate_limit_burst: Annotated[int, Field(ge=1)] = 20
+
     # Logging
     log_level: str = "INFO"
     log_json: bool = False
+
+    # Metrics: the worker's Prometheus endpoint, host:port (empty: none). In a container,
+    # 0.0.0.0:9464 so Prometheus can reach it.
+    metrics_address: str | None = "127.0.0.1:9464"
+
+    @field_validator("metrics_address", mode="before")
+    @classmethod
+    def _metrics_address(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value or value.lower() in ("off", "none", "false", "0"):
+                return None
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError("must be host:port, e.g. 127.0.0.1:9464 (empty turns it off)")
+        return value
+
+    @model_validator(mode="after")
+    def _temporal_tls_complete(self) -> Self:
+        cert, key = self.temporal_tls_client_cert_path, self.temporal_tls_client_key_path
+        if (cert is None) != (key is None):
+            raise ValueError(
+                "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together: "
+                "set both (mTLS) or neither"
+            )
+        if self.temporal_api_key is not None and self.temporal_tls is False:
+            raise ValueError("TEMPORAL_API_KEY needs TLS: unset TEMPORAL_TLS or set it to true")
+        return self
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        if self.temporal_tls is not None:
+            return self.temporal_tls
+        return bool(self.temporal_tls_client_cert_path or self.temporal_api_key)
 
     @model_validator(mode="after")
     def _provider_configured(self) -> Self:

@@ -1,7 +1,6 @@
-"""A local Partner Center stand-in: a real HTTP server speaking the v1 REST shapes the
-PartnerCenterClient uses, with sandbox-only controls under /sandbox/."""
+"""A local stand-in for the providers (Partner Center's v1 REST shapes and Ingram's Xvantage
+face, over one world) and an SMTP sink, with sandbox-only controls under /sandbox/.
 
-from sandbox.app import create_app
-from sandbox.server import serve_in_background
-
-__all__ = ["create_app", "serve_in_background"]
+Nothing is imported here, so `python -m sandbox.smtp_sink` starts without loading the web app:
+import `sandbox.app` (create_app) or `sandbox.server` (serve_in_background) directly.
+"""

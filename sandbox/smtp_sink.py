@@ -4,6 +4,7 @@ It is a real SMTP server (aiosmtpd), so the mailer is exercised over a real SMTP
 and what "was sent" can be opened in any mail client or read back by tests.
 
     python -m sandbox.smtp_sink --port 1025 --outbox .data/outbox [--refuse '*@rechazado.mx']
+    SMTP_SINK_REFUSE='*@rechazado.mx' make run     # the same refusal in the local stack
 
 Tests steer it like a real mail server misbehaving:
 - `refuse(pattern, code=550)`: RCPT TO for matching recipients (exact address or glob, case
@@ -312,14 +313,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--refuse",
         action="append",
-        default=[],
+        # SMTP_SINK_REFUSE (comma-separated) reaches the sink `make run` starts.
+        default=[p.strip() for p in os.environ.get("SMTP_SINK_REFUSE", "").split(",") if p.strip()],
         metavar="PATTERN",
-        help="answer 550 to recipients matching this address or glob (repeatable)",
+        help="answer 550 to recipients matching this address or glob (repeatable; "
+        "also $SMTP_SINK_REFUSE, comma-separated)",
     )
     args = parser.parse_args(argv)
 
+    # Ctrl-C and SIGTERM both just ask the loop to end, so a signal that lands while the banner
+    # is printed (or one inherited as ignored) cannot leave the sink half-stopped.
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     with SmtpSink(args.outbox, port=args.port, host=args.host) as sink:
         for pattern in args.refuse:
             sink.refuse(pattern)
@@ -328,10 +334,7 @@ def main(argv: list[str] | None = None) -> None:
             "(Ctrl-C to stop)",
             flush=True,
         )
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
     print("SMTP sink stopped", flush=True)
 

@@ -14,7 +14,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from csp_core.registry import Registry
-from sandbox import serve_in_background
+from sandbox.server import serve_in_background
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER

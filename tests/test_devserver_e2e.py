@@ -29,7 +29,7 @@ from csp_core.renewals.values import (
 )
 from csp_core.stages import OrderStage, PaymentStatus
 from csp_core.timezones import BUSINESS_TZ
-from sandbox import serve_in_background
+from sandbox.server import serve_in_background
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER

@@ -1,4 +1,5 @@
-"""The local stack's supervision, on toy services (the real stack is never started here)."""
+"""The local stack's supervision, on toy services (the real stack is never started here), and
+its HTTP API service started alone on a free port."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
-from devstack import Service, Supervisor, parse_args
+import httpx
+import pytest
+
+from csp_core.settings import get_settings
+from devstack import Ports, Service, Supervisor, banner, parse_args, services
 from sandbox.smtp_sink import free_port
 
 LISTENER = (
@@ -117,6 +123,28 @@ def test_workers_option(monkeypatch) -> None:  # type: ignore[no-untyped-def]
         raise AssertionError("WORKERS=two was accepted")
 
 
+def test_each_worker_gets_its_own_metrics_port_and_the_banner_shows_it(  # type: ignore[no-untyped-def]
+    monkeypatch, tmp_path
+) -> None:
+    import devstack
+    from csp_core.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)  # services() makes its .data folders here
+    monkeypatch.setenv("METRICS_ADDRESS", "127.0.0.1:9464")
+    get_settings.cache_clear()
+    try:
+        workers = [s for s in devstack.services(2) if s.name.startswith("worker-")]
+        banner = devstack.banner(2, devstack.Ports.from_settings())
+    finally:
+        get_settings.cache_clear()
+    # Two workers on one machine cannot share a port: 9464 and 9465, each its readiness port.
+    assert [(w.name, w.port, w.env) for w in workers] == [
+        ("worker-1", 9464, {"METRICS_ADDRESS": "127.0.0.1:9464"}),
+        ("worker-2", 9465, {"METRICS_ADDRESS": "127.0.0.1:9465"}),
+    ]
+    assert "Metrics       http://127.0.0.1:9464/metrics  worker-2 :9465" in banner
+
+
 def forget(monkeypatch, *names: str) -> None:  # type: ignore[no-untyped-def]
     """Unset these for the test, and unset again afterwards (devstack sets them)."""
     for name in names:
@@ -173,3 +201,37 @@ def test_partner_center_without_a_token_starts_nothing_and_names_it(
         assert main([]) == 2
     finally:
         get_settings.cache_clear()
+
+
+def test_the_stack_supervises_the_http_api_on_its_port_and_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.chdir(tmp_path)  # the stack's .data/ goes here
+    monkeypatch.setenv("API_PORT", str(port))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'csp.db'}")
+    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")  # nobody: never needed
+    get_settings.cache_clear()
+    try:
+        ports = Ports.from_settings()
+        [api] = [service for service in services(1, ports) if service.name == "api"]
+        shown = banner(1, ports)
+    finally:
+        get_settings.cache_clear()
+    assert api.port == port
+    assert api.argv[1:] == ["-m", "http_api", "--host", "127.0.0.1", "--port", str(port)]
+    assert f"  HTTP API      http://127.0.0.1:{port}  (OpenAPI: /docs; keys: csp apikey" in shown
+
+    supervisor = Supervisor([], lambda line: None)
+    supervisor.start(api)
+    try:
+        api.wait_ready(60)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        docs = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=10)
+        keyless = httpx.get(f"http://127.0.0.1:{port}/v1/licenses", timeout=10)
+    finally:
+        supervisor.stop_all()
+    assert health.json() == {"status": "ok"} and docs.status_code == 200
+    assert keyless.status_code == 401 and keyless.json()["type"].endswith("/unauthorized")
+    assert api.exit_code() is not None
+    assert "request refused" in (tmp_path / ".data" / "logs" / "api.log").read_text()

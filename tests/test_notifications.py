@@ -569,8 +569,8 @@ async def test_sink_runs_from_the_command_line(tmp_path: Path) -> None:
         assert f"listening on 127.0.0.1:{port}" in banner, banner
         await SmtpMailer("127.0.0.1", port, SENDER, timeout=10).send(invitation())
         proc.send_signal(signal.SIGINT)
-        output = (await asyncio.wait_for(proc.stdout.read(), 15)).decode()
-        returncode = await asyncio.wait_for(proc.wait(), 15)
+        output = (await asyncio.wait_for(proc.stdout.read(), 60)).decode()
+        returncode = await asyncio.wait_for(proc.wait(), 60)
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from csp_core.registry import Registry
 from csp_core.stages import OpsAttention, OrderStage
-from sandbox import serve_in_background
+from sandbox.server import serve_in_background
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
 from temporalutil.logging import configure_logging

@@ -51,7 +51,7 @@ PG_SKIP = "TEST_DATABASE_URL is unset: PostgreSQL registry tests skipped"
 MEXICO = ZoneInfo("America/Mexico_City")
 CONTOSO = "contosomx.onmicrosoft.com"
 FABRIKAM = "fabrikam.onmicrosoft.com"
-HEAD = "0006_subscription_lifecycle"
+HEAD = "0007_api_keys"
 TABLES = {
     "tenants",
     "orders",
@@ -60,6 +60,8 @@ TABLES = {
     "notifications",
     "renewal_charges",
     "renewal_payments",
+    "api_keys",
+    "idempotency_keys",
 }
 
 

@@ -33,7 +33,7 @@ from csp_core.providers.port import (
     SubscriptionStatus,
 )
 from csp_core.providers.xvantage import OrderInProgress, XvantageClient, correlation_id
-from sandbox import serve_in_background
+from sandbox.server import serve_in_background
 from tests.support.stack import xvantage_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

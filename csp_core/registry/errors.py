@@ -61,3 +61,18 @@ class CredentialsNotFound(RegistryError, LookupError):
 
 class CredentialsAlreadyRevealed(RegistryError):
     """Credentials are shown once; after that they are refused (the admin must reset them)."""
+
+
+class UnknownApiKey(RegistryError, LookupError):
+    pass
+
+
+class ApiKeyRefused(RegistryError):
+    """A presented API key does not authenticate. `reason` is for the log (malformed, unknown,
+    revoked, wrong secret); the caller is told only that the key was not accepted. The message
+    and attributes never hold the key itself."""
+
+    def __init__(self, reason: str, key_id: str | None = None) -> None:
+        super().__init__(f"API key refused: {reason}" + (f" (key id {key_id})" if key_id else ""))
+        self.reason = reason
+        self.key_id = key_id

@@ -15,6 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 from csp_core.registry.engine import make_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# pg_advisory_xact_lock key serialising concurrent upgrades of one PostgreSQL database.
+MIGRATION_LOCK_ID = 0x637370  # "csp"
 
 
 def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
@@ -36,6 +38,10 @@ def _run(target: str | Engine, action: str, revision: str) -> None:
         # write=True: on SQLite the migration takes the write lock up front (BEGIN IMMEDIATE),
         # so two processes upgrading at once run one after the other.
         with engine.execution_options(csp_write=True).connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # Worker replicas and the API start together and each upgrades: one at a time
+                # (the lock ends with the transaction), the others then find nothing to do.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
             config = alembic_config(connection=connection)
             with _foreign_keys_checked_at_end(connection):
                 if action == "upgrade":

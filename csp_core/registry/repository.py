@@ -1,7 +1,8 @@
 """The registry: which tenants, orders, licenses, credentials, e-mails and renewal charges exist.
 
 One facade, `Registry`, over one store per aggregate (orders, tenants, subscriptions,
-credentials, the e-mail ledger, renewal charges, the seat changes ledger), each in its own
+credentials, the e-mail ledger, renewal charges, the seat changes ledger, HTTP API keys and
+Idempotency-Keys), each in its own
 module with its records.
 
 Activities call it through `asyncio.to_thread`, so each method runs its own short transaction on
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from csp_core.registry.api_keys import ApiKeyStore
 from csp_core.registry.charges import ChargeStore
 from csp_core.registry.credentials import CredentialStore
 from csp_core.registry.engine import make_engine
+from csp_core.registry.idempotency import IdempotencyStore
 from csp_core.registry.migrate import upgrade
 from csp_core.registry.notifications import NotificationStore
 from csp_core.registry.orders import OrderStore
@@ -38,6 +41,8 @@ class Registry(
     NotificationStore,
     ChargeStore,
     SeatChangeStore,
+    ApiKeyStore,
+    IdempotencyStore,
 ):
     """Thread-safe access to the registry database. One session and transaction per call."""
 

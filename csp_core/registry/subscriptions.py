@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from csp_core.orders.models import BillingCycle, Term
 from csp_core.registry.errors import (
@@ -100,6 +100,9 @@ class LicenseRow(Record):
     status: SubscriptionStatus
     order_id: str | None
     activated_at: datetime | None
+    # Whose license it is: the reseller of the order that bought it, or for one no order of ours
+    # bought (adopted), the tenant's. `reseller_id` above is the tenant's (its first reseller).
+    license_reseller_id: str
 
 
 class SubscriptionStore(Store):
@@ -308,12 +311,21 @@ class SubscriptionStore(Store):
             )
             return [SubscriptionRecord.model_validate(row) for row in rows]
 
-    def list_licenses(self, domain: str | None = None) -> list[LicenseRow]:
-        stmt = select(Subscription, Tenant).join(
-            Tenant, Tenant.domain == Subscription.tenant_domain
+    def list_licenses(
+        self, domain: str | None = None, reseller_id: str | None = None
+    ) -> list[LicenseRow]:
+        """Licenses with their tenant, optionally of one tenant and of one reseller's (the
+        reseller whose order bought it; the tenant's for an adopted one)."""
+        owner = func.coalesce(Order.reseller_id, Tenant.reseller_id)
+        stmt = (
+            select(Subscription, Tenant, owner)
+            .join(Tenant, Tenant.domain == Subscription.tenant_domain)
+            .outerjoin(Order, Order.order_id == Subscription.order_id)
         )
         if domain is not None:
             stmt = stmt.where(Subscription.tenant_domain == domain.strip().lower())
+        if reseller_id is not None:
+            stmt = stmt.where(owner == reseller_id)
         stmt = stmt.order_by(
             Subscription.tenant_domain, Subscription.sku, Subscription.subscription_id
         )
@@ -332,6 +344,7 @@ class SubscriptionStore(Store):
                     status=SubscriptionStatus(sub.status),
                     order_id=sub.order_id,
                     activated_at=sub.activated_at,
+                    license_reseller_id=license_reseller,
                 )
-                for sub, tenant in session.execute(stmt)
+                for sub, tenant, license_reseller in session.execute(stmt)
             ]

@@ -279,3 +279,47 @@ class RenewalPayment(Base):
     amount: Mapped[Decimal]
     paid_at: Mapped[datetime]
     recorded_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """An HTTP API caller's key: only its SHA-256 digest is kept (the key is shown once). A
+    reseller's key acts for that reseller only; an ops key for everyone."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("scope IN ('reseller', 'ops')", name="scope"),
+        CheckConstraint(
+            "(scope = 'reseller' AND reseller_id IS NOT NULL) "
+            "OR (scope = 'ops' AND reseller_id IS NULL)",
+            name="scope_reseller",
+        ),
+        CheckConstraint("rate_per_minute IS NULL OR rate_per_minute > 0", name="rate_positive"),
+    )
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))
+    reseller_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    label: Mapped[str | None] = mapped_column(String(200))
+    # Requests per minute for this key; NULL: the API's default (API_RATE_LIMIT_PER_MINUTE).
+    rate_per_minute: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """An HTTP caller's Idempotency-Key, once per scope (a subscription, or payments): the
+    request it was first used for (as a digest) and, once it succeeded, its answer, which a
+    repeat of the same request gets back as it was."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    # What the key was first used for, e.g. "PUT /v1/subscriptions/<id>/seats" (for refusals).
+    request: Mapped[str] = mapped_column(String(300))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
