@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.adoption import AdoptionActivities
+from activities.ops import OpsActivities
 from activities.order import OrderActivities
 from activities.renewal import RenewalActivities
 from activities.subscription import SubscriptionActivities
@@ -183,6 +184,12 @@ def wire_activities(
             client=client,
             task_queue=task_queue,
             ops_email=ops_email,
+        ),
+        OpsActivities(
+            registry=registry,
+            mailer=mailer,
+            ops_email=ops_email,
+            business_timezone=business_timezone,
         ),
     ]
 

@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from csp_core.notifications.mailer import MailDeliveryError, Mailer
 from csp_core.notifications.messages import Email
-from csp_core.providers.port import ProviderError
+from csp_core.providers.port import NOT_OFFERED_BY_PROVIDER, ProviderError
 from csp_core.registry import NotificationStatus, Registry
 from csp_core.stages import SubscriptionStatus
 from csp_core.subscriptions.values import SubscriptionStart, subscription_workflow_id
@@ -35,6 +35,9 @@ T = TypeVar("T")
 NOTICE_UNDELIVERABLE = "NoticeUndeliverable"  # the mail server refused the notice for good
 MAIL_UNAVAILABLE = "MailUnavailable"  # the mail server could not take it now: retried
 LEDGER_UNAVAILABLE = "LedgerUnavailable"  # the e-mail ledger (registry) is unreachable: retried
+# The provider has no API for the operation (Ingram: suspend, seats, cancel...): never retried;
+# the workflow asks ops to do it by hand instead (an ops task).
+PROVIDER_NOT_OFFERED = "ProviderNotOffered"
 
 _REQUEST_NAMESPACE = uuid.UUID("5f1f7a52-3c1d-4b8e-9a56-0c5b3f3e9d21")
 
@@ -53,6 +56,10 @@ def provider_failure(err: ProviderError, doing: str) -> ApplicationError:
     """Translate a provider error: transient ones retry (honouring Retry-After), others stop."""
     message = f"{doing}: provider answered {err.status}" + (f" ({err.code})" if err.code else "")
     message += f": {err}"
+    if err.code == NOT_OFFERED_BY_PROVIDER:
+        # Details: whose portal ops must use instead.
+        provider = getattr(err, "provider", "the provider")
+        return ApplicationError(message, provider, type=PROVIDER_NOT_OFFERED, non_retryable=True)
     if err.transient:
         delay = None
         if err.retry_after_seconds is not None:

@@ -247,6 +247,49 @@ class RenewalActivities:
         await self._set_status(charge, SubscriptionStatus.ACTIVE, "active")
         await self._tell_subscription(charge, REACTIVATED_SIGNAL)
 
+    @activity.defn
+    async def record_suspension(self, charge: RenewalCharge) -> str | None:
+        """Ops suspended it by hand at the provider (no API for it) and confirmed it: the
+        registry and the subscription's workflow follow, as after suspend_subscription.
+        Returns what the provider shows when that is not suspended (None when it agrees or
+        cannot tell)."""
+        view = await self._provider_disagrees(charge, SubscriptionStatus.SUSPENDED)
+        await self._record_status(charge, "suspended")
+        await in_thread(self.registry.set_subscription_auto_renew, charge.subscription_id, False)
+        await self._tell_subscription(charge, SUSPENDED_SIGNAL)
+        return view
+
+    @activity.defn
+    async def record_reactivation(self, charge: RenewalCharge) -> str | None:
+        """Ops reactivated it by hand at the provider and confirmed it: as
+        reactivate_subscription, without the provider call."""
+        view = await self._provider_disagrees(charge, SubscriptionStatus.ACTIVE)
+        await self._record_status(charge, "active")
+        await self._tell_subscription(charge, REACTIVATED_SIGNAL)
+        return view
+
+    async def _provider_disagrees(
+        self, charge: RenewalCharge, expected: SubscriptionStatus
+    ) -> str | None:
+        """Read the subscription at the provider after ops' confirmation: ops' word stands
+        (the provider's view may lag), but a different status is noted for them to check."""
+        try:
+            found = await self.provider.get_subscription(charge.tenant_id, charge.subscription_id)
+        except ProviderError as err:
+            log.warning(
+                "provider_view_unavailable", subscription_id=charge.subscription_id, error=str(err)
+            )
+            return None
+        if found.status is expected:
+            return None
+        log.warning(
+            "provider_view_differs",
+            subscription_id=charge.subscription_id,
+            confirmed=expected.value,
+            provider=found.status.value,
+        )
+        return f"the provider still shows it {found.status.value}"
+
     async def _set_status(
         self, charge: RenewalCharge, status: SubscriptionStatus, registry_status: str
     ) -> None:
@@ -259,6 +302,9 @@ class RenewalActivities:
             )
         except ProviderError as err:
             raise provider_failure(err, f"setting {charge.subscription_id} {status.value}") from err
+        await self._record_status(charge, registry_status)
+
+    async def _record_status(self, charge: RenewalCharge, registry_status: str) -> None:
         # Only between active and suspended: a subscription that expired or was cancelled
         # meanwhile stays so (and owes no more renewal charges).
         await in_thread(

@@ -13,7 +13,14 @@ from temporalio.exceptions import ApplicationError
 from activities.common import in_thread, provider_failure, request_id, send_once
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
-from csp_core.providers.port import WINDOW_CLOSED_CODES, Provider, ProviderError
+from csp_core.ops.tasks import OpsOperation, OpsTask
+from csp_core.providers.port import (
+    WINDOW_CLOSED_CODES,
+    Provider,
+    ProviderError,
+    ProviderSubscription,
+)
+from csp_core.providers.port import SubscriptionStatus as ProviderStatus
 from csp_core.registry import Registry, UnknownSubscription
 from csp_core.renewals.billing import DEFAULT_CUTOFF_DAY, RenewalPolicy, billing_span
 from csp_core.stages import SubscriptionStatus
@@ -64,6 +71,10 @@ class SubscriptionActivities:
             )
         except ProviderError as err:
             raise _refusal(err, f"changing {ref.subscription_id} to {quantity} seat(s)") from err
+        await self._record_seats(ref, answer.quantity, change_id)
+        return SeatsChanged(seats=answer.quantity)
+
+    async def _record_seats(self, ref: SubscriptionRef, quantity: int, change_id: str) -> None:
         sub = await in_thread(self.registry.get_subscription, ref.subscription_id)
         if sub is None:
             raise UnknownSubscription(f"subscription {ref.subscription_id} is not recorded")
@@ -75,7 +86,7 @@ class SubscriptionActivities:
             ref.subscription_id,
             change_id,
             changed_at,
-            answer.quantity,
+            quantity,
             span,
         )
         log.info(
@@ -86,7 +97,6 @@ class SubscriptionActivities:
             proration=str(change.proration_amount),
             prorated_until=change.prorated_until.isoformat(),
         )
-        return SeatsChanged(seats=answer.quantity)
 
     @activity.defn
     async def cancel(self, ref: SubscriptionRef, change_id: str) -> None:
@@ -97,6 +107,9 @@ class SubscriptionActivities:
             )
         except ProviderError as err:
             raise _refusal(err, f"cancelling {ref.subscription_id}") from err
+        await self._record_cancelled(ref)
+
+    async def _record_cancelled(self, ref: SubscriptionRef) -> None:
         await in_thread(
             self.registry.set_subscription_status,
             ref.subscription_id,
@@ -119,6 +132,47 @@ class SubscriptionActivities:
         enabled_now = answer.auto_renew_enabled
         await in_thread(self.registry.set_subscription_auto_renew, ref.subscription_id, enabled_now)
         return enabled_now
+
+    # ------------------------------------------------------------------ done by ops, by hand
+    @activity.defn
+    async def record_confirmed_change(self, ref: SubscriptionRef, task: OpsTask) -> str | None:
+        """Ops made a change by hand at the provider (it has no API for it) and confirmed it:
+        the registry records it as the API call's activity would have (seats with their
+        proration, dated now; cancelled; auto-renew). Ops' word stands; what the provider shows,
+        when it differs, is returned for them to check (its view may lag)."""
+        view = await self._provider_view(ref)
+        match task.operation:
+            case OpsOperation.CHANGE_SEATS:
+                assert task.seats is not None and task.change_id is not None
+                await self._record_seats(ref, task.seats, task.change_id)
+                differs = view is not None and view.quantity != task.seats
+                shown = f"{view.quantity} seat(s)" if view else ""
+            case OpsOperation.CANCEL:
+                await self._record_cancelled(ref)
+                differs = view is not None and view.status is not ProviderStatus.DELETED
+                shown = f"status {view.status.value}" if view else ""
+            case OpsOperation.SET_AUTO_RENEW:
+                assert task.auto_renew is not None
+                await in_thread(
+                    self.registry.set_subscription_auto_renew, ref.subscription_id, task.auto_renew
+                )
+                differs = view is not None and view.auto_renew_enabled != task.auto_renew
+                shown = f"auto-renew {'on' if view and view.auto_renew_enabled else 'off'}"
+            case _:
+                raise ValueError(f"not a subscription change: {task.operation}")
+        if not differs:
+            return None
+        log.warning("provider_view_differs", subscription_id=ref.subscription_id, shows=shown)
+        return f"the provider still shows {shown}"
+
+    async def _provider_view(self, ref: SubscriptionRef) -> ProviderSubscription | None:
+        try:
+            return await self.provider.get_subscription(ref.tenant_id, ref.subscription_id)
+        except ProviderError as err:
+            log.warning(
+                "provider_view_unavailable", subscription_id=ref.subscription_id, error=str(err)
+            )
+            return None
 
     # ------------------------------------------------------------------ terms
     @activity.defn

@@ -216,6 +216,11 @@ def change(
     if as_json:
         typer.echo(json.dumps({"request_id": rid, **details.model_dump(mode="json")}, indent=2))
         return
+    pending = next((t for t in details.ops_tasks if t.change_id == rid), None)
+    if pending is not None:
+        # The provider has no API for it: asked of ops, not made until they confirm it.
+        echo_details(details, f"NOT DONE YET, pending with ops (task {pending.task_id})")
+        return
     echo_details(details, done(details))
 
 
@@ -272,6 +277,10 @@ def echo_details(details: SubscriptionDetails, headline: str | None = None) -> N
         )
     if details.cancelled_at is not None:
         typer.echo(f"  cancelled   {format_local(details.cancelled_at, tz, tz.key)}")
+    for task in details.ops_tasks:
+        due = format_local(task.deadline, tz, tz.key)
+        typer.echo(f"  pending     {task.instruction()}: asked of ops (task {task.task_id})")
+        typer.echo(f"              due by {due}; nothing changes until ops confirm it")
 
 
 # ------------------------------------------------------------------ csp subscriptions

@@ -38,6 +38,9 @@ class PaymentStatus(StrEnum):
     AT_RISK = "AT_RISK"
     SUSPENDED = "SUSPENDED"
     REACTIVATED = "REACTIVATED"
+    # The provider has no API for the suspension or reactivation due now: ops were asked to do
+    # it by hand and confirm it (an ops task); SUSPENDED or REACTIVATED follow their confirmation.
+    AWAITING_OPS = "AWAITING_OPS"
 
 
 class OpsAttention(StrEnum):
@@ -50,6 +53,10 @@ class OpsAttention(StrEnum):
     REACTIVATION_FAILED = "REACTIVATION_FAILED"  # paid but still suspended at the provider
     SUSPENSION_FAILED = "SUSPENSION_FAILED"  # unpaid at the cutoff, could not be suspended
     CHARGE_FAILED = "CHARGE_FAILED"  # a renewal charge could not be prepared or started
+    # An ops task is open: do the operation by hand at the provider, then confirm it
+    # (`csp ops tasks`, `csp ops confirm`).
+    OPS_ACTION_REQUIRED = "OPS_ACTION_REQUIRED"
+    OPS_TASK_OVERDUE = "OPS_TASK_OVERDUE"  # an open ops task is past its deadline
 
 
 class SubscriptionStatus(StrEnum):

@@ -309,6 +309,11 @@ async def test_suspend_policy_suspends_at_cutoff_and_late_payment_reactivates(
     assert result.status is PaymentStatus.REACTIVATED
     assert stack.stats()["subscriptions_reactivated"] == 1
     assert stack.registry.get_subscription(subscription_id).status == "active"
+    # Partner Center has the API: no ops task, both done through it.
+    assert (
+        result.ops_tasks == []
+        and stack.stats()["by_face"]["partner_center"]["subscriptions_suspended"] == 1
+    )
     assert kinds(stack, subscription_id, period)[-3:] == [
         "renewal_at_risk", "renewal_suspended", "renewal_reactivated"
     ]  # fmt: skip

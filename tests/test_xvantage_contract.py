@@ -279,3 +279,38 @@ async def test_operations_xvantage_has_no_api_for_are_named_not_offered(recorded
         assert refused.value.code == NOT_OFFERED_BY_PROVIDER
         assert not refused.value.transient
         assert operation in str(refused.value) and "Ingram" in str(refused.value)
+
+
+async def test_what_ops_change_in_ingrams_marketplace_shows_in_the_order_details(
+    recorded, control
+) -> None:
+    """The operations XI has no API for are done by ops in Ingram's marketplace (the sandbox's
+    control plays them); the adapter then reads the result in the order details."""
+    client, recorder = recorded
+    placed = await place(client, control, str(uuid.uuid4()))
+    sub_id, tenant = placed.subscriptions[0].subscription_id, "contosomx.onmicrosoft.com"
+
+    def marketplace(**change: object) -> None:
+        url = f"/sandbox/xvantage/marketplace/subscriptions/{sub_id}"
+        control.post(url, json=change).raise_for_status()
+
+    marketplace(status="suspended")
+    suspended = await client.get_subscription(tenant, sub_id)
+    marketplace(status="active")  # auto-renew stays off, as suspending left it
+    marketplace(quantity=12, autoRenewEnabled=True)
+    changed = await client.get_subscription(tenant, sub_id)
+
+    assert suspended.status is SubscriptionStatus.SUSPENDED and not suspended.auto_renew_enabled
+    assert (changed.status, changed.quantity, changed.auto_renew_enabled) == (
+        SubscriptionStatus.ACTIVE, 12, True
+    )  # fmt: skip
+    counted = control.get("/sandbox/stats").json()["by_face"]["xvantage"]
+    assert (counted["subscriptions_suspended"], counted["subscriptions_reactivated"]) == (1, 1)
+    assert (counted["quantity_changes"], counted["auto_renew_changes"]) == (1, 1)
+    for request, _, body in recorder.calls:
+        if request.url.path.startswith("/resellers/v6.1/orders/"):
+            OrderDetailB2B.model_validate(json.loads(body))
+    refused = control.post(
+        "/sandbox/xvantage/marketplace/subscriptions/no-such-sub", json={"status": "suspended"}
+    )
+    assert refused.status_code == 404

@@ -9,8 +9,9 @@ later payment reactivates it).
 Nothing here waits on e-mail: notices go out in the background (`BackgroundNotices`), and one
 that cannot be delivered is flagged for ops (OpsAttention NOTICE_UNDELIVERABLE) while the ladder
 and the cutoff carry on. A payment that does not cover the charge keeps it open and shows what
-is still due. A paid customer the provider does not reactivate is retried, then flagged
-(REACTIVATION_FAILED) and e-mailed to ops, and retried every few hours until it works.
+is still due. Suspension and reactivation (workflows/renewal_suspension.py) go through the
+provider's API, retried and escalated; where the provider has none (Ingram), ops do them by hand
+and confirm them (an ops task; PaymentStatus AWAITING_OPS until then).
 """
 
 from __future__ import annotations
@@ -20,17 +21,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.renewal import RenewalActivities
-    from csp_core.calendar import format_local
     from csp_core.renewals.billing import (
-        REACTIVATION_ESCALATE_AFTER,
-        REACTIVATION_GIVE_UP_AFTER,
-        REACTIVATION_RETRY_EVERY,
-        SUSPENSION_RETRY_HORIZON,
         CutoffPolicy,
         LadderStep,
         StepKind,
@@ -44,12 +38,12 @@ with workflow.unsafe.imports_passed_through():
         RenewalRequest,
         RenewalStatus,
     )
-    from csp_core.stages import OpsAttention, PaymentStatus
-    from csp_core.timezones import zone
+    from csp_core.stages import PaymentStatus
     from temporalutil import search_attributes as sa
     from workflows.common import BackgroundNotices, OpsAlerts
+    from workflows.ops_task import OpsTasks
+    from workflows.renewal_suspension import RETRY, SuspensionSteps
 
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10))
 CALL = dict(
     start_to_close_timeout=timedelta(seconds=60),
     schedule_to_close_timeout=timedelta(hours=12),
@@ -69,15 +63,6 @@ PROVIDER_FAILURES_ESCALATED = "renewal-provider-failures-escalated"
 # Patch: a partial payment is acknowledged to the reseller (an e-mail) and keeps the charge open.
 PARTIAL_PAYMENTS = "renewal-partial-payments"
 
-# Reactivation: first retried with backoff for REACTIVATION_ESCALATE_AFTER, then every
-# REACTIVATION_RETRY_EVERY, each round an activity retried for up to an hour.
-REACTIVATE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=30),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=30),
-)
-REACTIVATION_ROUND = timedelta(hours=1)
-
 _STATUS_OF_STEP = {
     StepKind.NOTICE: PaymentStatus.PENDING,
     StepKind.REMINDER: PaymentStatus.REMINDED,
@@ -88,7 +73,7 @@ _STATUS_OF_STEP = {
 
 
 @workflow.defn
-class RenewalPaymentWorkflow:
+class RenewalPaymentWorkflow(SuspensionSteps):
     @workflow.init
     def __init__(self, request: RenewalRequest) -> None:
         self._charge = request.charge
@@ -107,6 +92,11 @@ class RenewalPaymentWorkflow:
         self._alerts = OpsAlerts()
         self._notices = BackgroundNotices(self._alerts, on_change=self._refresh_details)
         self._last_failure = ""
+        self._not_offered_by: str | None = None  # the provider had no API for the last try
+        # Operations the provider has no API for, asked of ops (workflows/ops_task.py).
+        self._ops = OpsTasks(self._alerts, self._notices, on_change=self._refresh_details)
+        self._suspension_task: str | None = None
+        self._suspension_applied = False  # ops' answer to it has been acted on
 
     @workflow.run
     async def run(self, request: RenewalRequest) -> RenewalStatus:
@@ -139,12 +129,14 @@ class RenewalPaymentWorkflow:
         while workflow.now() < deadline:
             if await self._paid_before(min(deadline, workflow.now() + LATE_PAYMENT_CHECK)):
                 return await self._settle()
+            await self._take_suspension_answer()  # ops answered the suspension task meanwhile
         self._detail = f"Unpaid {self._policy.late_payment_days} days after the cutoff; closed."
         return await self._finish()
 
     async def _finish(self) -> RenewalStatus:
         """Every notice delivered or given up, then the final details and status."""
         self._next = None
+        await self._ops.withdraw_all("the renewal workflow closed")
         await self._notices.drain()
         workflow.set_current_details(self._details())
         return self.status()
@@ -169,35 +161,14 @@ class RenewalPaymentWorkflow:
             await self._set(PaymentStatus.SUSPENDED, step.level, "Suspended for non-payment.")
             await self._notify("suspended")
 
-    async def _suspend(self) -> bool:
-        """Suspend at the provider, retried for hours. A failure leaves the charge AT_RISK with
-        the subscription running, and ops told (they decide); the chase goes on."""
-        try:
-            await workflow.execute_activity_method(
-                RenewalActivities.suspend_subscription,
-                self._charge,
-                summary="Suspend subscription at provider",
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=SUSPENSION_RETRY_HORIZON,
-                retry_policy=RETRY,
-            )
-            return True
-        except ActivityError as err:
-            self._alerts.raise_(OpsAttention.SUSPENSION_FAILED)
-            self._detail = (
-                f"Unpaid at the cutoff: at risk. Suspension failed ({_cause(err)}); the "
-                "subscription is still active; ops were told."
-            )
-            workflow.set_current_details(self._details())
-            await self._notify(NoticeKind.SUSPENSION_FAILED)
-            return False
-
     async def _settle(self) -> RenewalStatus:
         paid = f"Paid ({self._reference or 'no reference'})"
         if self._paid_at is not None:
-            when = _local(self._paid_at, self._policy.timezone)
+            when = self._local_time(self._paid_at)
             paid += f" at {when}, {'after' if self._paid_late() else 'before'} the cutoff"
         self._next = None
+        if self._suspension_task is not None:
+            await self._suspension_overtaken_by_payment()
         if self._status is PaymentStatus.SUSPENDED:
             if not workflow.patched(PROVIDER_FAILURES_ESCALATED):
                 await workflow.execute_activity_method(
@@ -215,54 +186,6 @@ class RenewalPaymentWorkflow:
             await self._notify("paid")
         return await self._finish()
 
-    async def _reactivate(self, paid: str) -> bool:
-        """Reactivate a paid, suspended subscription. Retried with backoff for a few hours;
-        then flagged (REACTIVATION_FAILED), e-mailed to ops, and retried every few hours for
-        weeks. PaymentStatus stays SUSPENDED meanwhile: that is what the customer lives with.
-        False when it gave up (ops are told again; the flag stays on the closed workflow)."""
-        give_up_at = workflow.now() + REACTIVATION_GIVE_UP_AFTER
-        self._detail = f"{paid}; reactivating at the provider."
-        workflow.set_current_details(self._details())
-        if await self._try_reactivate(REACTIVATION_ESCALATE_AFTER):
-            return True
-        self._alerts.raise_(OpsAttention.REACTIVATION_FAILED)
-        await self._notify(NoticeKind.REACTIVATION_FAILED)
-        while workflow.now() + REACTIVATION_RETRY_EVERY <= give_up_at:
-            retry_at = workflow.now() + REACTIVATION_RETRY_EVERY
-            self._detail = (
-                f"{paid}; still suspended: the provider has not reactivated it "
-                f"({self._last_failure}). Ops were told; next try at "
-                f"{_local(retry_at, self._policy.timezone)}."
-            )
-            workflow.set_current_details(self._details())
-            await workflow.sleep(REACTIVATION_RETRY_EVERY, summary="Wait to retry reactivation")
-            if await self._try_reactivate(REACTIVATION_ROUND):
-                self._alerts.clear(OpsAttention.REACTIVATION_FAILED)
-                return True
-        self._detail = (
-            f"{paid}; still suspended: reactivation failed for "
-            f"{REACTIVATION_GIVE_UP_AFTER.days} days ({self._last_failure}). "
-            "Reactivate it by hand; ops were told."
-        )
-        await self._notify(NoticeKind.REACTIVATION_ABANDONED)
-        return False
-
-    async def _try_reactivate(self, within: timedelta) -> bool:
-        try:
-            await workflow.execute_activity_method(
-                RenewalActivities.reactivate_subscription,
-                self._charge,
-                summary="Reactivate subscription at provider",
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=within,
-                retry_policy=REACTIVATE_RETRY,
-            )
-            return True
-        except ActivityError as err:
-            self._last_failure = _cause(err)
-            workflow.logger.warning("reactivation failed: %s", self._last_failure)
-            return False
-
     async def _paid_before(self, at: datetime) -> bool:
         """Wait for the payment signal until `at`; then ask the registry (payments recorded
         without a signal count too)."""
@@ -270,11 +193,12 @@ class RenewalPaymentWorkflow:
         if at > now:
             try:
                 await workflow.wait_condition(
-                    lambda: self._paid,
+                    lambda: self._paid or self._suspension_answered(),
                     timeout=at - now,
-                    timeout_summary=f"Wait for payment until {_local(at, self._policy.timezone)}",
+                    timeout_summary=f"Wait for payment until {self._local_time(at)}",
                 )
-                return True
+                # Woken by ops answering the suspension task: the caller acts on it, then waits.
+                return self._paid
             except TimeoutError:
                 pass
         if not self._paid:
@@ -368,6 +292,7 @@ class RenewalPaymentWorkflow:
             amount_paid=self._amount_paid(),
             amount_due=max(self._charge.amount - self._amount_paid(), Decimal(0)),
             ops_attention=sorted(a.value for a in self._alerts.raised),
+            ops_tasks=list(self._ops.tasks.values()),
         )
 
     async def _set(self, status: PaymentStatus, level: int, detail: str) -> None:
@@ -412,32 +337,21 @@ class RenewalPaymentWorkflow:
         workflow.set_current_details(self._details())
 
     def _details(self) -> str:
-        charge, tz = self._charge, self._policy.timezone
+        charge = self._charge
         lines = [
             f"**{self._status.value}** · level {self._level} · subscription "
             f"`{charge.subscription_id}` · {charge.domain} · period {charge.period}",
-            f"Amount {charge.amount} MXN, due before {_local(self._due_at, tz)}.",
+            f"Amount {charge.amount} MXN, due before {self._local_time(self._due_at)}.",
         ]
         if not self._paid and self._recorded_paid > 0:
             due = max(charge.amount - self._recorded_paid, Decimal(0))
             lines.append(f"Paid {self._recorded_paid} of {charge.amount} MXN; {due} due.")
         lines.append(self._detail)
+        lines.extend(self._ops.markdown())
         if self._alerts.raised:
             lines.append(self._alerts.markdown())
         if self._notices.undeliverable:
             lines.append("Undeliverable e-mail(s): " + ", ".join(self._notices.undeliverable))
         if self._next is not None:
-            lines.append(f"Next: {self._next.kind.value} at {_local(self._next.at, tz)}.")
+            lines.append(f"Next: {self._next.kind.value} at {self._local_time(self._next.at)}.")
         return "\n\n".join(lines)
-
-
-def _cause(err: ActivityError) -> str:
-    """The innermost failure message of an activity error, in one line."""
-    cause: BaseException = err
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    return (str(cause) or type(cause).__name__).splitlines()[0][:200]
-
-
-def _local(instant: datetime, timezone: str) -> str:
-    return format_local(instant, zone(timezone), "local")

@@ -26,21 +26,19 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.subscription import WINDOW_CLOSED, SubscriptionActivities
     from csp_core.calendar import business_time
+    from csp_core.ops.tasks import OpsOperation
     from csp_core.stages import SubscriptionStatus
     from csp_core.subscriptions.values import (
         REACTIVATED_SIGNAL,
         SUSPENDED_SIGNAL,
-        CancelNotice,
         PaymentHold,
         SubscriptionDetails,
         SubscriptionStart,
     )
     from temporalutil import search_attributes as sa
-    from workflows.subscription_term import (
-        TERM_LIFECYCLE,
-        TERMS_FOLLOWED_LATE,
-        SubscriptionTerms,
-    )
+    from workflows.ops_task import OPS_TASKS, not_offered
+    from workflows.subscription_ops import ChangeNotOffered, SubscriptionOpsChanges
+    from workflows.subscription_term import TERM_LIFECYCLE, TERMS_FOLLOWED_LATE
 
 # The caller is waiting on the answer: retry throttling, outages and a renewal in progress (409,
 # ~2 min) for a while, then fail the change with the provider's last answer.
@@ -60,7 +58,7 @@ TRANSFER_REFUSED = "LicenseTransferRefused"
 
 
 @workflow.defn
-class SubscriptionWorkflow(SubscriptionTerms):
+class SubscriptionWorkflow(SubscriptionOpsChanges):
     @workflow.init
     def __init__(self, start: SubscriptionStart) -> None:
         super().__init__(start)
@@ -149,27 +147,22 @@ class SubscriptionWorkflow(SubscriptionTerms):
             return answer
         async with self._changing:
             self._check_cancel()  # a change accepted before this one may have ended it
-            await self._provider(
-                SubscriptionActivities.cancel,
-                self._ref,
-                self._update_id(),
-                summary="Cancel at the provider",
-            )
+            try:
+                await self._provider(
+                    SubscriptionActivities.cancel,
+                    self._ref,
+                    self._update_id(),
+                    summary="Cancel at the provider",
+                )
+            except ChangeNotOffered as no:
+                await self._ask_ops(OpsOperation.CANCEL, no.provider)
+                return self._answer()  # pending: cancelled once ops confirm it
             self._status = SubscriptionStatus.CANCELLED
             self._cancelled_at = workflow.now()
             workflow.upsert_search_attributes(
                 [sa.SUBSCRIPTION_STATUS.value_set(self._status.value)]
             )
-            self._show()
-            notice = CancelNotice(
-                subscription=self._start, cancelled_at=self._cancelled_at, seats=self._seats
-            )
-            await self._notices.send(
-                SubscriptionActivities.notify_cancelled,
-                notice,
-                key=notice.key,
-                summary="Tell the reseller: cancelled",
-            )
+            await self._tell_cancelled()
             return self._answer()
 
     @cancel.validator
@@ -186,13 +179,19 @@ class SubscriptionWorkflow(SubscriptionTerms):
         async with self._changing:
             self._check_changeable()
             if enabled != self._auto_renew:
-                self._auto_renew = await self._provider(
-                    SubscriptionActivities.set_auto_renew,
-                    self._ref,
-                    enabled,
-                    self._update_id(),
-                    summary=f"Auto-renew {'on' if enabled else 'off'}",
-                )
+                try:
+                    self._auto_renew = await self._provider(
+                        SubscriptionActivities.set_auto_renew,
+                        self._ref,
+                        enabled,
+                        self._update_id(),
+                        summary=f"Auto-renew {'on' if enabled else 'off'}",
+                    )
+                except ChangeNotOffered as no:
+                    await self._ask_ops(
+                        OpsOperation.SET_AUTO_RENEW, no.provider, auto_renew=enabled
+                    )
+                    return self._answer()  # pending until ops confirm it
                 workflow.upsert_search_attributes([sa.AUTO_RENEW.value_set(self._auto_renew)])
                 self._show()
             return self._answer()
@@ -242,6 +241,7 @@ class SubscriptionWorkflow(SubscriptionTerms):
                 "subscription is reactivated then, and the change can be asked again",
                 type=CHANGE_REFUSED,
             )
+        self._check_nothing_pending()
 
     def _check_quantity(self, quantity: int) -> None:
         self._check_changeable()
@@ -283,13 +283,17 @@ class SubscriptionWorkflow(SubscriptionTerms):
         async with self._changing:
             self._check_quantity(quantity)  # a change accepted before this one may differ
             if quantity != self._seats:
-                changed = await self._provider(
-                    SubscriptionActivities.change_seats,
-                    self._ref,
-                    quantity,
-                    self._update_id(),
-                    summary=f"Seats {self._seats} → {quantity}",
-                )
+                try:
+                    changed = await self._provider(
+                        SubscriptionActivities.change_seats,
+                        self._ref,
+                        quantity,
+                        self._update_id(),
+                        summary=f"Seats {self._seats} → {quantity}",
+                    )
+                except ChangeNotOffered as no:
+                    await self._ask_ops(OpsOperation.CHANGE_SEATS, no.provider, seats=quantity)
+                    return self._answer()  # pending: the seats stay until ops confirm it
                 self._seats = changed.seats
                 workflow.upsert_search_attributes([sa.SEATS.value_set(self._seats)])
                 self._show()
@@ -302,6 +306,8 @@ class SubscriptionWorkflow(SubscriptionTerms):
                 activity, args=list(args), summary=summary, **PROVIDER_CHANGE
             )
         except ActivityError as err:
+            if (provider := not_offered(err)) and workflow.patched(OPS_TASKS):
+                raise ChangeNotOffered(provider) from err  # the caller asks ops instead
             cause = err.cause
             reason = str(cause) if cause is not None else str(err)
             if isinstance(cause, ApplicationError) and cause.type == WINDOW_CLOSED:

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from csp_core.timezones import zone
     from temporalutil import search_attributes as sa
     from workflows.common import BackgroundNotices, OpsAlerts
+    from workflows.ops_task import OpsTasks
 
 # Patch: the workflow lives through its terms (term end, expiry notices, continue-as-new).
 # Histories recorded before it only waited for a cancel.
@@ -113,9 +114,16 @@ class SubscriptionTerms:
         self._alerts.raised = set(state.ops_attention)
         self._notices = BackgroundNotices(self._alerts, self._show)
         self._follow_terms = False  # a v5 workflow was told to follow its terms
+        # Changes asked of ops where the provider has no API (workflows/subscription_ops.py);
+        # those still open when the run continued as new are followed again by `_live`.
+        self._ops = OpsTasks(self._alerts, self._notices, self._show)
+        self._carried_ops = state.ops_tasks
 
     # ------------------------------------------------------------------ the terms
     async def _live(self, *, first_run: bool) -> SubscriptionDetails:
+        if self._carried_ops:
+            self._ops.resume(self._carried_ops)
+            self._resume_ops_changes()
         if first_run:
             self._notices_ahead = expiry_notices_ahead(self._term_ends_at, workflow.now(), self._tz)
             self._show()
@@ -289,10 +297,15 @@ class SubscriptionTerms:
     async def _settle(self) -> None:
         """Until no Update is running and every notice was delivered or given up."""
         await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and self._notices.idle
+            lambda: (
+                workflow.all_handlers_finished()
+                and self._notices.idle
+                and not self._changing.locked()  # no change confirmed by ops half applied
+            )
         )
 
     async def _close(self) -> SubscriptionDetails:
+        await self._ops.withdraw_all(f"the subscription is {self._status.value}")
         await self._settle()
         return self._details()
 
@@ -319,7 +332,11 @@ class SubscriptionTerms:
             ops_attention=tuple(sorted(self._alerts.raised)),
             answers=tuple(KeptAnswer(update_id=k, answer=v) for k, v in self._answers.items()),
             renewals=self._renewals,
+            ops_tasks=tuple(self._ops.open),
         )
+
+    def _resume_ops_changes(self) -> None:
+        """Follow again the changes carried with ops (SubscriptionWorkflow does)."""
 
     def _keep_answer(self, update_id: str, answer: SubscriptionDetails) -> None:
         self._answers[update_id] = answer
@@ -394,6 +411,7 @@ class SubscriptionTerms:
             next_notice_at=self._next_notice_at(),
             expired_at=self._expired_at,
             renewals=self._renewals,
+            ops_tasks=self._ops.open,
         )
 
     def _show(self) -> None:
@@ -418,6 +436,7 @@ class SubscriptionTerms:
             lines.append(f"Cancelled at {business_time(self._cancelled_at)}")
         if self._expired_at is not None:
             lines.append(f"Expired at {business_time(self._expired_at)}")
+        lines.extend(self._ops.markdown())
         if alerts := self._alerts.markdown():
             lines.append(alerts)
         workflow.set_current_details("\n\n".join(lines))

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from csp_core.ops.tasks import OpsTask
 from csp_core.renewals.billing import RenewalPolicy, StepKind
 from csp_core.stages import PaymentStatus
 
@@ -96,6 +97,8 @@ class RenewalStatus(_Model):
     amount_paid: Decimal = Decimal(0)  # so far; below `amount` while partly paid
     amount_due: Decimal | None = None  # still to pay (0 once settled)
     ops_attention: list[str] = []  # the OpsAttention flags raised on this renewal
+    # Operations the provider had no API for, asked of ops: open and answered.
+    ops_tasks: list[OpsTask] = []
 
 
 class PaymentSeen(_Model):

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from csp_core.ops.tasks import OpsTask
 from csp_core.orders.models import BillingCycle, Term
 from csp_core.providers.port import SubscriptionStatus as ProviderStatus
 from csp_core.stages import OpsAttention, SubscriptionStatus
@@ -125,6 +126,9 @@ class SubscriptionDetails(_Model):
     next_notice_at: datetime | None = None
     expired_at: datetime | None = None
     renewals: int = 0
+    # Changes asked of ops because the provider has no API for them (Ingram): not made until
+    # ops confirm them; the seats, status and auto-renew above are what holds now.
+    ops_tasks: list[OpsTask] = []
 
 
 class PaymentHold(_Model):
@@ -222,6 +226,7 @@ class SubscriptionCarry(_Model):
     ops_attention: tuple[OpsAttention, ...] = ()
     answers: tuple[KeptAnswer, ...] = ()
     renewals: int = 0
+    ops_tasks: tuple[OpsTask, ...] = ()  # changes still waiting for ops
 
 
 SubscriptionStart.model_rebuild()  # its `carried` field is defined below it

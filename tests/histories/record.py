@@ -24,10 +24,12 @@ from temporalio.client import WorkflowHandle
 from api import renewals as renewal_api
 from csp_core.renewals.billing import CutoffPolicy, next_period, period_of
 from csp_core.timezones import BUSINESS_TZ
+from tests.support import ingram as on_ingram
 from tests.support.stack import Stack, example
 from workflows.order import LicenseOrderWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+ingram = on_ingram.ingram  # the fixture: the stack on the Ingram adapter (v7 scenarios)
 
 
 @pytest.fixture
@@ -217,3 +219,102 @@ async def test_subscription_expired_after_the_notices(stack: Stack, out: Path) -
     await advance_to(stack, term_end_instant(last_day))
     await stack.result(handle)
     await save(handle, out, "subscription_expired_after_notices")
+
+
+# --- v7: operations Ingram has no API for, done by ops and confirmed (ops tasks) -------------
+
+
+async def _ingram_tasks(handle: WorkflowHandle, query: str, count: int):  # -> list[OpsTask]
+    async def found():
+        tasks = await handle.query(query)
+        return tasks if len(tasks) >= count else None
+
+    return await _until(found, f"{count} ops task(s)")
+
+
+async def _ingram_renewal(stack: Stack) -> tuple[str, str, WorkflowHandle]:
+    """Buy under Ingram, open the next period with the suspension policy: nobody pays by the
+    cutoff, so the renewal asks ops to suspend."""
+    stack.settings = stack.settings.model_copy(
+        update={"renewal_cutoff_policy": CutoffPolicy.SUSPEND}
+    )
+    bought = await stack.result(await stack.submit(example("order-create.json")))
+    subscription_id = bought.subscription_ids[0]
+    period = next_period(period_of(await stack.env.get_current_time()))
+    await advance_to(stack, local(period, 1, 8))
+    cycle = await renewal_api.run_period(stack.env.client, period, stack.settings)
+    await stack.env.client.get_workflow_handle(cycle.id).result()
+    handle = stack.env.client.get_workflow_handle(f"renewal-{subscription_id}-{period}")
+    stack.started.append(handle.id)
+    await stack.first_task_done(handle)
+    await advance_to(stack, local(period, 26, 1))
+    await _ingram_tasks(handle, "ops_tasks", 1)
+    return subscription_id, period, handle
+
+
+async def test_renewal_suspended_and_reactivated_by_ops_under_ingram(ingram, out: Path) -> None:
+    """From v7: Ingram has no API to suspend or reactivate: ops do both by hand and confirm."""
+    from api import ops as ops_api
+    from tests.support.ingram import at_ingram
+
+    stack = ingram
+    subscription_id, period, handle = await _ingram_renewal(stack)
+    at_ingram(stack, subscription_id, status="suspended")
+    await ops_api.confirm_task(stack.env.client, handle.id, f"suspend-{period}", "IM-REPLAY-1")
+    await advance_to(stack, local(period, 28, 11))
+    await renewal_api.record_payment(
+        stack.env.client, stack.registry, subscription_id, period, "SPEI-REPLAY"
+    )
+    await _ingram_tasks(handle, "ops_tasks", 2)
+    at_ingram(stack, subscription_id, status="active")
+    await ops_api.confirm_task(stack.env.client, handle.id, f"reactivate-{period}", "IM-REPLAY-2")
+    await stack.result(handle)
+    await save(handle, out, "renewal_ingram_suspended_reactivated_by_ops")
+
+
+async def test_renewal_suspension_withdrawn_by_a_payment_under_ingram(ingram, out: Path) -> None:
+    """From v7: the suspension is still with ops (reminded, then overdue) when the payment
+    arrives: the task is withdrawn and the charge is paid, never suspended."""
+    stack = ingram
+    subscription_id, period, handle = await _ingram_renewal(stack)
+    await advance_to(stack, local(period, 27, 12))
+    await renewal_api.record_payment(
+        stack.env.client, stack.registry, subscription_id, period, "SPEI-REPLAY"
+    )
+    await stack.result(handle)
+    await save(handle, out, "renewal_ingram_suspension_withdrawn")
+
+
+async def test_subscription_changes_by_ops_under_ingram(ingram, out: Path) -> None:
+    """From v7: seats pending with ops then confirmed, auto-renew declined, a cancel confirmed."""
+    from api import ops as ops_api
+    from tests.support.ingram import at_ingram
+    from workflows.subscription import SubscriptionWorkflow
+
+    stack = ingram
+    handle = await _subscription(stack)
+    sub_id = handle.id.removeprefix("subscription-")
+    [seats] = (
+        await handle.execute_update(SubscriptionWorkflow.set_seats, 12, id="r-seats")
+    ).ops_tasks
+    at_ingram(stack, sub_id, quantity=12)
+    await ops_api.confirm_task(stack.env.client, handle.id, seats.task_id, "IM-REPLAY-3")
+
+    async def seats_applied() -> bool:
+        return (await handle.query(SubscriptionWorkflow.details)).seats == 12
+
+    await _until(seats_applied, "the seats ops confirmed")
+    [renew] = (
+        await handle.execute_update(SubscriptionWorkflow.set_auto_renew, False, id="r-renew")
+    ).ops_tasks
+    await ops_api.decline_task(stack.env.client, handle.id, renew.task_id, "not in the portal")
+
+    async def declined() -> bool:
+        return not (await handle.query(SubscriptionWorkflow.details)).ops_tasks
+
+    await _until(declined, "the declined auto-renew change")
+    [cancel] = (await handle.execute_update(SubscriptionWorkflow.cancel, id="r-cancel")).ops_tasks
+    at_ingram(stack, sub_id, status="deleted")
+    await ops_api.confirm_task(stack.env.client, handle.id, cancel.task_id, "IM-REPLAY-4")
+    await stack.settle(handle)
+    await save(handle, out, "subscription_ingram_changes_by_ops")
