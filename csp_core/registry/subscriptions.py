@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from csp_core.orders.models import BillingCycle, Term
 from csp_core.registry.errors import (
@@ -122,34 +123,47 @@ class SubscriptionStore(Store):
                 raise UnknownOrder(f"order {order_id} is not recorded")
             records: list[SubscriptionRecord] = []
             for line in lines:
-                activated_at = as_utc(line.activated_at) if line.activated_at else None
-                session.execute(
-                    self._insert(Subscription)
-                    .values(
-                        subscription_id=line.subscription_id,
-                        tenant_domain=tenant_domain,
-                        order_id=order_id,
-                        sku=line.sku,
-                        product_name=line.product_name,
-                        quantity=line.quantity,
-                        term=line.term.value,
-                        billing_cycle=line.billing_cycle.value,
-                        unit_price=line.unit_price,
-                        currency=line.currency,
-                        status=line.status.value,
-                        activated_at=activated_at,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["subscription_id"])
-                )
-                sub = session.get_one(Subscription, line.subscription_id)
-                if sub.tenant_domain != tenant_domain:
-                    raise LicenseTransferRefused(
-                        line.subscription_id, sub.tenant_domain, tenant_domain
-                    )
+                sub, _ = self._insert_line(session, tenant_domain, order_id, line, now)
                 records.append(SubscriptionRecord.model_validate(sub))
             return records
+
+    def _insert_line(
+        self,
+        session: Session,
+        tenant_domain: str,
+        order_id: str | None,
+        line: NewSubscription,
+        now: datetime,
+        **extra: Any,
+    ) -> tuple[Subscription, bool]:
+        """Insert a license line unless its id is known (then kept as first recorded); True when
+        inserted now. A known id bound to another tenant is refused: a license never moves."""
+        inserted = session.execute(
+            self._insert(Subscription)
+            .values(
+                subscription_id=line.subscription_id,
+                tenant_domain=tenant_domain,
+                order_id=order_id,
+                sku=line.sku,
+                product_name=line.product_name,
+                quantity=line.quantity,
+                term=line.term.value,
+                billing_cycle=line.billing_cycle.value,
+                unit_price=line.unit_price,
+                currency=line.currency,
+                status=line.status.value,
+                activated_at=as_utc(line.activated_at) if line.activated_at else None,
+                created_at=now,
+                updated_at=now,
+                **extra,
+            )
+            .on_conflict_do_nothing(index_elements=["subscription_id"])
+            .returning(Subscription.subscription_id)
+        ).first()
+        sub = session.get_one(Subscription, line.subscription_id)
+        if sub.tenant_domain != tenant_domain:
+            raise LicenseTransferRefused(line.subscription_id, sub.tenant_domain, tenant_domain)
+        return sub, inserted is not None
 
     def adopt_subscription(
         self, tenant_domain: str, line: AdoptedSubscription
@@ -166,33 +180,10 @@ class SubscriptionStore(Store):
         with self._tx(write=True) as session:
             if session.get(Tenant, tenant_domain) is None:
                 raise UnknownTenant(f"tenant {tenant_domain} is not recorded")
-            inserted = session.execute(
-                self._insert(Subscription)
-                .values(
-                    subscription_id=line.subscription_id,
-                    tenant_domain=tenant_domain,
-                    order_id=None,
-                    sku=line.sku,
-                    product_name=line.product_name,
-                    quantity=line.quantity,
-                    term=line.term.value,
-                    billing_cycle=line.billing_cycle.value,
-                    unit_price=line.unit_price,
-                    currency=line.currency,
-                    status=line.status.value,
-                    activated_at=as_utc(line.activated_at) if line.activated_at else None,
-                    auto_renew=line.auto_renew,
-                    created_at=now,
-                    updated_at=now,
-                    **term,
-                )
-                .on_conflict_do_nothing(index_elements=["subscription_id"])
-                .returning(Subscription.subscription_id)
-            ).first()
-            sub = session.get_one(Subscription, line.subscription_id)
-            if sub.tenant_domain != tenant_domain:
-                raise LicenseTransferRefused(line.subscription_id, sub.tenant_domain, tenant_domain)
-            if inserted is None and sub.term_started_at is None:
+            sub, inserted = self._insert_line(
+                session, tenant_domain, None, line, now, auto_renew=line.auto_renew, **term
+            )
+            if not inserted and sub.term_started_at is None:
                 session.execute(
                     update(Subscription)
                     .where(
@@ -203,7 +194,7 @@ class SubscriptionStore(Store):
                     execution_options={"synchronize_session": False},
                 )
                 session.refresh(sub)
-            return SubscriptionRecord.model_validate(sub), inserted is not None
+            return SubscriptionRecord.model_validate(sub), inserted
 
     def last_sold_price(self, sku: str, tenant_domain: str | None = None) -> SoldPrice | None:
         """The unit price PRODUCT:SKU was last sold at (with or without an availability segment),
