@@ -12,13 +12,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from csp_core.calendar import format_datetime_es, format_period_es
-from csp_core.notifications.messages import (
-    Email,
-    _body,
-    _greeting,
-    _licenses,
-    _one_line,
-)
+from csp_core.notifications.messages.wording import Email, body, greeting, licenses, one_line
 from csp_core.ops.tasks import OpsNoticeKind, OpsOperation, OpsTask, OpsTaskNotice
 from csp_core.timezones import BUSINESS_TZ
 
@@ -49,7 +43,7 @@ def _action(task: OpsTask) -> str:
     match task.operation:
         case OpsOperation.CHANGE_SEATS:
             return (
-                f"Cambiar de {_licenses(task.seats_before or 0)} a {_licenses(task.seats or 0)} "
+                f"Cambiar de {licenses(task.seats_before or 0)} a {licenses(task.seats or 0)} "
                 "(total de la suscripción)"
             )
         case OpsOperation.SET_AUTO_RENEW:
@@ -107,7 +101,7 @@ def _how_to_answer(task: OpsTask) -> str:
 
 
 def _subject(prefix: str, task: OpsTask) -> str:
-    return _one_line(
+    return one_line(
         f"{prefix}: {_ACTION[task.operation].lower()} en {task.provider} | "
         f"{task.product_name}, {task.company_name} ({task.domain}) [{task.task_id}]"
     )
@@ -153,7 +147,7 @@ def ops_task_email(notice: OpsTaskNotice, ops_email: str, *, tz: ZoneInfo = BUSI
         kind=kind.value,
         to=[ops_email],
         subject=subject,
-        text=_body("Equipo de operaciones:", *parts),
+        text=body("Equipo de operaciones:", *parts),
     )
 
 
@@ -172,8 +166,8 @@ def _declined(notice: OpsTaskNotice) -> Email:
     if notice.reseller_email is None or notice.reseller_name is None:
         raise ValueError("a declined notice needs the reseller's name and e-mail")
     what = _WHAT_RESELLER_ASKED.get(task.operation, "la operación")
-    text = _body(
-        _greeting(notice.reseller_name),
+    text = body(
+        greeting(notice.reseller_name),
         f"No fue posible realizar {what} que solicitó para la suscripción "
         f"{task.subscription_id} de {task.product_name} de {task.company_name} (dominio "
         f"{task.domain}): {task.note or 'el distribuidor no la aceptó'}.",
@@ -184,7 +178,7 @@ def _declined(notice: OpsTaskNotice) -> Email:
         key=notice.key,
         kind=OpsEmailKind.SUBSCRIPTION_CHANGE_DECLINED.value,
         to=[notice.reseller_email],
-        subject=_one_line(
+        subject=one_line(
             f"No se realizó {what}: {task.product_name}, {task.company_name} ({task.domain})"
         ),
         text=text,
