@@ -4,48 +4,19 @@ client's acceptance. Ingram's effects are counted under /sandbox/stats by_face.x
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
-import httpx
 import pytest
-import pytest_asyncio
-from temporalio.testing import WorkflowEnvironment
 
-from csp_core.registry import Registry
 from csp_core.stages import OrderStage
-from sandbox.smtp_sink import SmtpSink
-from tests.conftest import SANDBOX_TOKEN
-from tests.support.stack import Stack, example, running_stack
+from tests.support import ingram as on_ingram
+from tests.support.ingram import xvantage
+from tests.support.stack import Stack, example
 from workflows.order import LicenseOrderWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def ingram(
-    ts_env: WorkflowEnvironment,
-    sandbox: httpx.Client,
-    smtp_sink: SmtpSink,
-    registry: Registry,
-    registry_path: Path,
-) -> AsyncIterator[Stack]:
-    async with running_stack(
-        ts_env,
-        sandbox=sandbox,
-        sandbox_token=SANDBOX_TOKEN,
-        sink=smtp_sink,
-        registry=registry,
-        registry_path=registry_path,
-        queue_prefix="ingram",
-        ingram=True,
-    ) as stack:
-        yield stack
-
-
-def xvantage(stack: Stack) -> dict[str, int]:
-    return stack.stats()["by_face"]["xvantage"]
+ingram = on_ingram.ingram  # the fixture: the stack on the Ingram adapter
 
 
 def partner_center(stack: Stack) -> dict[str, int]:
