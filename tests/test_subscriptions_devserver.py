@@ -19,31 +19,19 @@ from temporalio.testing import WorkflowEnvironment
 from csp_core.registry import Registry
 from sandbox.smtp_sink import SmtpSink
 from sandbox.state import NORTHWIND_LEGACY_SUBSCRIPTION as LEGACY
-from temporalutil import search_attributes as sa
-from temporalutil.converter import DATA_CONVERTER
+from tests.conftest import SANDBOX_TOKEN
+from tests.support import devserver
 from tests.support.cli import Run, csp, stack_env
 from tests.support.stack import Stack, example, running_stack
 
 pytestmark = [pytest.mark.devserver, pytest.mark.asyncio(loop_scope="session")]
 
-REPO = Path(__file__).resolve().parents[1]
-TEMPORAL_CLI = REPO / ".venv" / "bin" / "temporal"
-SANDBOX_TOKEN = "test-token"  # the session sandbox's (conftest.py)
 RESULT_TIMEOUT = 40.0
 CONTOSO = "contosomx.onmicrosoft.com"
 NORTHWIND = "northwind.onmicrosoft.com"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        search_attributes=sa.ALL,
-        data_converter=DATA_CONVERTER,
-        dev_server_log_level="error",
-    )
-    async with env:
-        yield env
+dev_env = devserver.dev_env  # one in-memory dev server per module
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -81,7 +69,7 @@ async def listed(env: dict[str, str], *filters: str, count: int) -> list[dict[st
 
 async def temporal_list(stack: Stack, query: str) -> Run:
     proc = await asyncio.create_subprocess_exec(
-        str(TEMPORAL_CLI),
+        str(devserver.TEMPORAL_CLI),
         "workflow",
         "list",
         "--address",
