@@ -89,7 +89,7 @@ async def partner_center_event(
         if subscription_id is None:
             return _unknown(f"{name}: no subscription in ResourceUri {resource_uri}")
         return await subscription_updated(client, subscription_id, name)
-    log.info("webhook.ignored", event=name)
+    log.info("webhook.ignored", what=name)
     return Dispatched("ignored", f"event {name} is not one we act on")
 
 
@@ -173,7 +173,7 @@ async def ingram_order_status(
             told.append(order_workflow_id(order.order_id))
     if not told:
         return Dispatched("nothing-to-do", "the order's workflow has finished")
-    log.info("webhook.order_signalled", event=event, workflows=told)
+    log.info("webhook.order_signalled", what=event, workflows=told)
     return Dispatched("signalled", f"{event}: provisioning looked at now", told)
 
 

@@ -216,17 +216,17 @@ class EventSender:
             status, reason = None, type(err).__name__
         if status is not None and status < 300:
             self._count("events_sent")
-            log.info("sandbox.event_sent", event=delivery.what, attempt=delivery.attempt)
+            log.info("sandbox.event_sent", what=delivery.what, attempt=delivery.attempt)
             return
         retryable = status is None or status >= 500 or status == 429
         reason = str(status) if status is not None else reason
         if not retryable or delivery.attempt >= self.attempts:
             self._count("events_failed")
-            log.warning("sandbox.event_failed", event=delivery.what, answer=reason)
+            log.warning("sandbox.event_failed", what=delivery.what, answer=reason)
             return
         self._count("events_retried")
         delay = min(self.max_delay_s, self.first_delay_s * 2 ** (delivery.attempt - 1))
         delivery.due = time.monotonic() + delay
-        log.info("sandbox.event_retry", event=delivery.what, answer=reason, in_s=delay)
+        log.info("sandbox.event_retry", what=delivery.what, answer=reason, in_s=delay)
         with self._lock:
             self._queue.append(delivery)

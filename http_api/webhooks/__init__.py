@@ -69,8 +69,8 @@ async def _once(
     claimed = await asyncio.to_thread(registry.claim_idempotency_key, scope, key, digest, what)
     if claimed.completed:
         if claimed.fingerprint != digest:
-            log.warning("webhook.same_id_other_body", scope=scope, event=what)
-        log.info("webhook.repeat", scope=scope, event=what)
+            log.warning("webhook.same_id_other_body", scope=scope, what=what)
+        log.info("webhook.repeat", scope=scope, what=what)
         assert claimed.status_code is not None and claimed.response is not None
         return JSONResponse(
             json.loads(claimed.response), claimed.status_code, headers={REPLAYED: "true"}
