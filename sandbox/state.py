@@ -57,6 +57,11 @@ STAT_KEYS = (
     "faults_served_error",
     "faults_served_throttle",
     "faults_served_lost_response",
+    # Events pushed to the events URL (sandbox/events.py): delivered, given up (or refused
+    # with a 4xx), and attempts that failed and were made again.
+    "events_sent",
+    "events_failed",
+    "events_retried",
 )
 FaultKind = Literal["error", "throttle", "lost_response"]
 # The API face a request came in through: its effects are counted under stats.by_face too.
