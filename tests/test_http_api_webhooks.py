@@ -179,3 +179,27 @@ async def test_a_relationship_event_delivered_twice_accepts_the_order_once(
 
 async def _is(handle: object, stage: str) -> bool:
     return await stage_of(handle) == stage  # type: ignore[arg-type]
+
+
+async def test_certificate_urls_are_trusted_only_on_listed_https_hosts() -> None:
+    from csp_core.settings import Deployment
+    from http_api.webhooks.signatures import cert_url_allowed
+
+    dev = Settings(
+        partner_center_webhook_cert_hosts="api.partnercenter.microsoft.com,127.0.0.1:8100"
+    )
+    assert cert_url_allowed(dev, "https://api.partnercenter.microsoft.com/signature/certificate")
+    assert cert_url_allowed(dev, "http://127.0.0.1:8100/sandbox/events/certificate")
+    assert not cert_url_allowed(dev, "http://api.partnercenter.microsoft.com/certificate")
+    assert not cert_url_allowed(dev, "http://127.0.0.1:8101/sandbox/events/certificate")
+    assert not cert_url_allowed(dev, "https://api.partnercenter.microsoft.com.evil.example/c")
+    production = Settings.model_construct(**{**dev.__dict__, "deployment": Deployment.PRODUCTION})
+    assert not cert_url_allowed(production, "http://127.0.0.1:8100/sandbox/events/certificate")
+
+
+async def test_without_a_shared_secret_ingram_events_are_refused(stack: Stack) -> None:
+    settings = webhook_settings(stack).model_copy(update={"ingram_webhook_secret": None})
+    app = create_app(settings, client=stack.tracking_client, registry=stack.registry)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.post(INGRAM_PATH, **signed_ingram(ingram_event("MX-1")))
+    assert "INGRAM_WEBHOOK_SECRET is unset" in refused(response, "bad-signature")
