@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -263,7 +264,7 @@ def services(workers: int = 1, ports: Ports | None = None) -> list[Service]:
             ],  # fmt: skip
             ports.sandbox,
             logs / "sandbox.log",
-            env=sandbox_env(),
+            env={**sandbox_env(), **sandbox_events_env(ports)},
         ),
         Service(
             "smtp-sink",
@@ -302,6 +303,7 @@ def services(workers: int = 1, ports: Ports | None = None) -> list[Service]:
             ],
             ports.api,
             logs / "api.log",
+            env=api_webhooks_env(ports),
         ),
     ]
 
@@ -327,6 +329,41 @@ def sandbox_env() -> dict[str, str]:
         env["SANDBOX_XVANTAGE_CLIENT_ID"] = settings.ingram_client_id
         env["SANDBOX_XVANTAGE_CLIENT_SECRET"] = settings.ingram_client_secret.get_secret_value()
     return env
+
+
+def webhook_secret() -> str:
+    """Ingram's shared webhook secret for the local stack: INGRAM_WEBHOOK_SECRET when set,
+    else one generated once into .data/webhook-secret (owner-only; never printed)."""
+    given = get_settings().ingram_webhook_secret
+    if given is not None and given.get_secret_value():
+        return given.get_secret_value()
+    path = DATA_DIR / "webhook-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def sandbox_events_env(ports: Ports) -> dict[str, str]:
+    """The sandbox pushes its events to the local API's webhooks (SANDBOX_EVENTS_URL wins)."""
+    api_host = get_settings().api_host
+    url = os.environ.get("SANDBOX_EVENTS_URL") or f"http://{api_host}:{ports.api}/v1/webhooks"
+    return {
+        "SANDBOX_EVENTS_URL": url,
+        "SANDBOX_EVENTS_SECRET": webhook_secret(),
+        "SANDBOX_PUBLIC_URL": f"http://127.0.0.1:{ports.sandbox}",
+    }
+
+
+def api_webhooks_env(ports: Ports) -> dict[str, str]:
+    """The API checks the sandbox's events: the same secret, and its certificate host."""
+    hosts = [*get_settings().partner_center_webhook_cert_hosts, f"127.0.0.1:{ports.sandbox}"]
+    return {
+        "INGRAM_WEBHOOK_SECRET": webhook_secret(),
+        "PARTNER_CENTER_WEBHOOK_CERT_HOSTS": ",".join(dict.fromkeys(hosts)),
+    }
 
 
 def prepare_environment() -> str | None:
@@ -358,6 +395,8 @@ def banner(workers: int, ports: Ports) -> str:
             " (a service that dies is restarted)",
             f"  HTTP API      http://{settings.api_host}:{ports.api}  (OpenAPI: /docs; "
             "keys: csp apikey create --reseller <id> | --ops)",
+            f"  Webhooks      the sandbox pushes its events to http://{settings.api_host}:"
+            f"{ports.api}/v1/webhooks (signed; secret in {DATA_DIR / 'webhook-secret'})",
             "  Payloads      "
             + (
                 f"encrypted; Web UI decodes via http://127.0.0.1:{settings.codec_server_port}"

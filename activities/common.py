@@ -48,8 +48,13 @@ def request_id(purpose: str) -> str:
     Derived from the workflow id, so every retry of the activity (even after a worker crash)
     sends the same id and the provider does the work once.
     """
-    info = activity.info()
-    return str(uuid.uuid5(_REQUEST_NAMESPACE, f"{info.workflow_id}:{purpose}"))
+    return request_id_for(activity.info().workflow_id, purpose)
+
+
+def request_id_for(workflow_id: str, purpose: str) -> str:
+    """`request_id` of a workflow's activity, known outside it (a provider's event names the
+    order by what we sent: Ingram's customerOrderNumber derives from it)."""
+    return str(uuid.uuid5(_REQUEST_NAMESPACE, f"{workflow_id}:{purpose}"))
 
 
 def provider_failure(err: ProviderError, doing: str) -> ApplicationError:

@@ -190,6 +190,16 @@ class Settings(BaseSettings):
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
     api_rate_limit_per_minute: Annotated[int, Field(ge=1)] = 120
     api_rate_limit_burst: Annotated[int, Field(ge=1)] = 20
+    # Webhooks in (http_api/webhooks): Ingram's shared secret (x-hub-signature; unset: Ingram's
+    # events are refused), the hosts (host or host:port) whose certificate URL a Partner Center
+    # event may name (https only; the dev stack adds the sandbox's own http host), and how old
+    # (or how far in the future) an Ingram event may be, in seconds.
+    ingram_webhook_secret: SecretStr | None = None
+    partner_center_webhook_cert_hosts: Annotated[list[str], NoDecode] = [
+        "api.partnercenter.microsoft.com"
+    ]
+    webhook_max_age: Annotated[int, Field(ge=1)] = 3600
+    webhook_max_skew: Annotated[int, Field(ge=0)] = 300
 
     # Logging
     log_level: str = "INFO"
@@ -319,7 +329,12 @@ class Settings(BaseSettings):
                 raise ValueError("must list 2-letter ISO 3166 country codes, e.g. MX or MX,US")
         return value
 
-    @field_validator("payload_encryption_keys", "codec_cors_origins", mode="before")
+    @field_validator(
+        "payload_encryption_keys",
+        "codec_cors_origins",
+        "partner_center_webhook_cert_hosts",
+        mode="before",
+    )
     @classmethod
     def _split_text(cls, value: object) -> object:
         if isinstance(value, str):

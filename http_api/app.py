@@ -12,9 +12,10 @@ from fastapi.openapi.utils import get_openapi
 from temporalio.client import Client
 
 from csp_core.orders.models import Order
+from csp_core.providers.port import Provider
 from csp_core.registry import Registry
 from csp_core.settings import Settings, get_settings
-from http_api import orders, problems, renewals, subscriptions
+from http_api import orders, problems, renewals, subscriptions, webhooks
 from http_api.backends import Backends
 from http_api.ratelimit import RateLimiter
 from temporalutil.metrics import ProcessMetrics
@@ -32,6 +33,8 @@ what to do instead; 422 lists each field and its rule in `errors`.
 
 **Idempotency:** the same order (by `order_id`) gets the same answer; payments and subscription
 changes take an `Idempotency-Key` header (the same key again returns the first answer).
+
+**Webhooks** (`/v1/webhooks/...`): providers' events, signed instead of keyed (see README).
 """
 
 
@@ -42,6 +45,7 @@ def create_app(
     registry: Registry | None = None,
     limiter: RateLimiter | None = None,
     metrics: ProcessMetrics | None = None,
+    provider: Provider | None = None,
 ) -> FastAPI:
     """The API. Without `client`, it connects to Temporal on first use (from settings); without
     `registry`, it opens (and migrates) the settings' database at startup. With `metrics`, it
@@ -54,10 +58,11 @@ def create_app(
         owned = registry is None
         opened = registry or await asyncio.to_thread(Registry.from_settings, settings)
         runtime = metrics.runtime if metrics is not None else None
-        app.state.backends = Backends(settings, opened, client, limiter, runtime)
+        app.state.backends = Backends(settings, opened, client, limiter, runtime, provider)
         try:
             yield
         finally:
+            await app.state.backends.aclose()
             if owned:
                 opened.dispose()
 
@@ -73,6 +78,7 @@ def create_app(
     app.include_router(orders.router)
     app.include_router(subscriptions.router)
     app.include_router(renewals.router)
+    app.include_router(webhooks.router)
     if metrics is not None:
         app.mount("/metrics", metrics.asgi_app())
 

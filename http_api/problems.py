@@ -43,6 +43,11 @@ TITLES = {
     "rate-limited": "Too many requests",
     "temporal-unavailable": "Temporal is unreachable",
     "internal": "Internal error",
+    "unsigned-event": "The event is not signed",
+    "bad-signature": "The event's signature does not match",
+    "stale-event": "The event is too old, or from the future",
+    "untrusted-certificate": "The event's signing certificate is not trusted",
+    "certificate-unavailable": "The event's signing certificate cannot be fetched",
 }
 
 

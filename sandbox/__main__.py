@@ -94,6 +94,19 @@ def main(argv: list[str] | None = None) -> None:
             help=f"Azure AD face: the {name.replace('-', ' ')} it accepts (default: ${env} or "
             f"{default})",
         )
+    parser.add_argument(
+        "--events-url",
+        default=os.environ.get("SANDBOX_EVENTS_URL") or None,
+        help="push Ingram's and Partner Center's events to this base URL (its /ingram/"
+        "order-status and /partner-center), e.g. http://127.0.0.1:8000/v1/webhooks (default: "
+        "$SANDBOX_EVENTS_URL; none)",
+    )
+    parser.add_argument(
+        "--public-url",
+        default=os.environ.get("SANDBOX_PUBLIC_URL") or None,
+        help="the sandbox's own URL in the events (certificate URL, ResourceUri) (default: "
+        "$SANDBOX_PUBLIC_URL, else http(s)://host:port)",
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     seed = args.faults_seed
@@ -119,6 +132,11 @@ def main(argv: list[str] | None = None) -> None:
         partner_center_client_id=args.partner_center_client_id,
         partner_center_client_secret=args.partner_center_client_secret,
         partner_center_refresh_token=args.partner_center_refresh_token,
+        events_url=args.events_url,
+        # Ingram's shared secret: from the environment only, never on a command line.
+        events_secret=os.environ.get("SANDBOX_EVENTS_SECRET") or None,
+        events_public_url=args.public_url
+        or f"{'https' if args.tls_dir else 'http'}://{args.host}:{args.port}",
     )
     tls = self_signed(args.tls_dir) if args.tls_dir else None
     ssl = {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)} if tls else {}
@@ -129,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         provisioning_delay_seconds=args.provisioning_delay,
         faults=args.faults or None,
         faults_seed=seed,
+        events_url=args.events_url,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **ssl)
 

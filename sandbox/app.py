@@ -35,8 +35,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sandbox import login, partner_center, xvantage
+from sandbox import events_routes, login, partner_center, xvantage
 from sandbox.commerce import Commerce
+from sandbox.events import EventSender
 from sandbox.state import (
     CURRENT_FACE,
     Face,
@@ -169,6 +170,10 @@ def create_app(
     partner_center_client_secret: str = "sandbox-pc-secret",
     partner_center_refresh_token: str = "sandbox-refresh-token",
     partner_center_token_ttl_seconds: float = 3599,
+    events_url: str | None = None,
+    events_secret: str | None = None,
+    events_public_url: str | None = None,
+    events_first_delay_s: float = 1.0,
 ) -> FastAPI:
     """Build the sandbox app; the world is loaded from `state_file` when it exists.
 
@@ -176,6 +181,8 @@ def create_app(
     (/v1) and Xvantage (/resellers, /oauth); never to /sandbox/*. The Xvantage face processes a
     v7 order `xvantage_order_delay_seconds` after it was submitted. Partner Center's sign-in
     face accepts `partner_center_client_id`/`_secret` with `partner_center_refresh_token`.
+    With `events_url`, the world's events are pushed there (sandbox/events.py), signed with
+    `events_secret` (Ingram's) and a certificate served under `events_public_url`.
     """
     state = SandboxState(
         state_file,
@@ -202,6 +209,17 @@ def create_app(
     )
     app.state.login = sign_in
     commerce = Commerce(state)
+    sender = EventSender(
+        state,
+        events_url,
+        events_secret,
+        public_url=events_public_url,
+        first_delay_s=events_first_delay_s,
+        tick=lambda: [sender.ingram_order_status(*done) for done in face.final_statuses()],
+    )
+    state.on_subscription_changed = sender.subscription_updated
+    app.state.events = sender
+    sender.start()
     app.add_middleware(
         _Gate,
         state=state,
@@ -213,6 +231,7 @@ def create_app(
     app.include_router(partner_center.router(state, commerce))
     app.include_router(login.router(sign_in))
     app.include_router(xvantage.router(face))
+    app.include_router(events_routes.router(state, sender))
 
     @app.exception_handler(SandboxError)
     async def _sandbox_error(request: Request, exc: SandboxError) -> JSONResponse:

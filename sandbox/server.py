@@ -54,8 +54,11 @@ def serve_in_background(
                 raise RuntimeError("the sandbox server did not start in time")
             time.sleep(0.01)
         url_host = f"[{host}]" if ":" in host else host
-        yield f"{'https' if tls else 'http'}://{url_host}:{bound_port}"
+        url = f"{'https' if tls else 'http'}://{url_host}:{bound_port}"
+        app.state.events.public_url = app.state.events.public_url or url
+        yield url
     finally:
+        app.state.events.stop()
         server.should_exit = True
         thread.join(timeout=_STARTUP_TIMEOUT)
         sock.close()

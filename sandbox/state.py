@@ -22,6 +22,7 @@ import string
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,11 @@ STAT_KEYS = (
     "faults_served_error",
     "faults_served_throttle",
     "faults_served_lost_response",
+    # Events pushed to the events URL (sandbox/events.py): delivered, given up (or refused
+    # with a 4xx), and attempts that failed and were made again.
+    "events_sent",
+    "events_failed",
+    "events_retried",
 )
 FaultKind = Literal["error", "throttle", "lost_response"]
 # The API face a request came in through: its effects are counted under stats.by_face too.
@@ -445,6 +451,8 @@ class SandboxState:
         # What the API faces received (method, path, headers that matter, JSON body): never
         # persisted, never a token.
         self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+        # Told (tenant id, subscription id) when a subscription changed (sandbox/events.py).
+        self.on_subscription_changed: Callable[[str, str], None] | None = None
         self.world = self._load() or seeded_world()
 
     # -- persistence ---------------------------------------------------------------------------
@@ -873,7 +881,9 @@ class SandboxState:
                     CODE_INVALID_INPUT,
                     "Invalid request input: change the status alone, without other fields.",
                 )
-            return self._change_status(sub, status, now)
+            changed = self._change_status(sub, status, now)
+            self._subscription_changed(tenant_id, subscription_id)
+            return changed
         if "quantity" in changes:
             self._check_quantity(sub, quantity, now)
         if "autoRenewEnabled" in changes:
@@ -883,7 +893,12 @@ class SandboxState:
         if "autoRenewEnabled" in changes:
             sub["autoRenewEnabled"] = bool(auto_renew)
             self.bump("auto_renew_changes")
+        self._subscription_changed(tenant_id, subscription_id)
         return copy.deepcopy(self._with_windows(sub))
+
+    def _subscription_changed(self, tenant_id: str, subscription_id: str) -> None:
+        if self.on_subscription_changed is not None:
+            self.on_subscription_changed(tenant_id, subscription_id)
 
     def _refuse_while_renewing(self, sub: dict[str, Any], now: datetime) -> None:
         meta = self._meta(sub)
@@ -1053,4 +1068,8 @@ class SandboxState:
             meta["renewing_calls"], meta["renewing_until"] = 0, None
             self._with_windows(sub)
             self.save()
+            tenant_id = next(
+                t for t, subs in self.world["subscriptions"].items() if subscription_id in subs
+            )
+            self._subscription_changed(tenant_id, subscription_id)
             return copy.deepcopy(sub)

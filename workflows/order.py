@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
@@ -87,6 +87,9 @@ PROVISIONING_RECHECK = timedelta(days=1)
 PATIENT_PROVISIONING = "patient-provisioning"
 # a tenant known for other resellers only waits for this reseller's partner acceptance.
 TENANT_OWNERSHIP = "tenant-ownership"
+# the provider's order-status event (`provider_order_changed`) cuts a provisioning retry's
+# backoff short: the look-up runs at once.
+PROVISIONING_WAKE = "provisioning-wake"
 
 
 @workflow.defn
@@ -104,6 +107,7 @@ class LicenseOrderWorkflow:
         self._accepted_by_signal = False
         self._cancel_reason: str | None = None
         self._cancel_refused: str | None = None
+        self._provider_news = 0  # order-status events received (provider_order_changed)
         self._alerts = OpsAlerts()
         self._notices = BackgroundNotices(self._alerts, on_change=self._refresh_details)
 
@@ -354,14 +358,17 @@ class LicenseOrderWorkflow:
                 )
             window = PROVISIONING_RECHECK if escalated else escalate_at - workflow.now()
             try:
-                await workflow.execute_activity_method(
-                    OrderActivities.await_provisioning,
-                    args=[tenant, self._placed],
-                    summary="Wait for provisioning",
-                    start_to_close_timeout=timedelta(seconds=60),
-                    schedule_to_close_timeout=max(window, timedelta(minutes=1)),
-                    retry_policy=PROVISIONING_RETRY,
-                )
+                if workflow.patched(PROVISIONING_WAKE):
+                    await self._provisioning_look_ups(tenant, workflow.now() + window)
+                else:
+                    await workflow.execute_activity_method(
+                        OrderActivities.await_provisioning,
+                        args=[tenant, self._placed],
+                        summary="Wait for provisioning",
+                        start_to_close_timeout=timedelta(seconds=60),
+                        schedule_to_close_timeout=max(window, timedelta(minutes=1)),
+                        retry_policy=PROVISIONING_RETRY,
+                    )
                 break
             except ActivityError as err:
                 # Out of time (the last attempt's failure is the cause) or a timeout: look
@@ -377,6 +384,32 @@ class LicenseOrderWorkflow:
                 )
         if escalated:
             self._alerts.clear(OpsAttention.PROVISIONING_SLOW)
+
+    async def _provisioning_look_ups(self, tenant: TenantRef, until: datetime) -> None:
+        """The provisioning look-up with its retries until `until`; an order-status event
+        (provider_order_changed) cancels the one waiting out its backoff and looks at once."""
+        assert self._placed is not None
+        while True:
+            seen = self._provider_news
+            look_up = workflow.start_activity_method(
+                OrderActivities.await_provisioning,
+                args=[tenant, self._placed],
+                summary="Wait for provisioning",
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=max(until - workflow.now(), timedelta(minutes=1)),
+                retry_policy=PROVISIONING_RETRY,
+            )
+            await workflow.wait_condition(
+                lambda h=look_up, n=seen: h.done() or self._provider_news != n  # type: ignore[misc]
+            )
+            if not look_up.done():
+                look_up.cancel()
+            try:
+                await look_up
+                return
+            except ActivityError as err:
+                if not isinstance(err.cause, CancelledError):
+                    raise
 
     async def _cancelled(self) -> OrderStatus:
         await self._enter(OrderStage.CANCELLED, f"Cancelled before ordering: {self._cancel_reason}")
@@ -394,6 +427,14 @@ class LicenseOrderWorkflow:
             self._accepted_by_signal = True
         else:
             workflow.logger.info("partner_accepted ignored at stage %s", self._stage)
+
+    @workflow.signal(
+        description="The provider announced a change of the placed order (Ingram's order-status "
+        "event): provisioning is looked at now rather than at the next retry."
+    )
+    def provider_order_changed(self, event: str | None = None) -> None:
+        self._provider_news += 1
+        workflow.logger.info("provider order event %s at stage %s", event, self._stage)
 
     @workflow.signal(description="Cancel the order; only before it is placed with the provider.")
     def cancel_order(self, reason: str = "cancelled by ops") -> None:

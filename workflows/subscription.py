@@ -52,6 +52,9 @@ PROVIDER_CHANGE: dict[str, Any] = dict(
     ),
 )
 
+# Patch: a provider's event (provider_subscription_changed) makes it look at the provider now.
+PROVIDER_EVENTS = "subscription-provider-events"
+
 # Error types of refused changes (the client sees them as the update failure's cause).
 CHANGE_REFUSED = "SubscriptionChangeRefused"
 TRANSFER_REFUSED = "LicenseTransferRefused"
@@ -110,6 +113,25 @@ class SubscriptionWorkflow(SubscriptionOpsChanges):
     )
     def follow_terms(self) -> None:
         self._follow_terms = True
+
+    @workflow.signal(
+        description="The provider announced a change of this subscription (Partner Center's "
+        "subscription-updated event): its view (status, auto-renew, seats) is taken over now, "
+        "as at a term's end. Harmless when nothing changed."
+    )
+    async def provider_subscription_changed(self, event: str | None = None) -> None:
+        if self._status.is_final or not workflow.patched(PROVIDER_EVENTS):
+            return
+        async with self._changing:  # after a change of ours in flight, never in the middle
+            view = await self._look_up()
+            if view is None or self._status.is_final:
+                return
+            self._take_over(view)
+            if self._status is SubscriptionStatus.CANCELLED:
+                # Cancelled at the provider, outside this system: the registry follows.
+                self._cancelled_at = workflow.now()
+                self._show()
+                await self._record_closed()
 
     # ------------------------------------------------------------------ seats
     @workflow.update(description="Add seats (any time while active).")

@@ -114,3 +114,22 @@ class OrderStore(Store):
             if result.first() is None:
                 raise UnknownOrder(f"order {order_id} is not recorded")
             return OrderRecord.model_validate(session.get_one(Order, order_id))
+
+    def find_orders(
+        self,
+        *,
+        stages: list[OrderStage] | None = None,
+        domain: str | None = None,
+        provider_order_id: str | None = None,
+    ) -> list[OrderRecord]:
+        """Orders at any of `stages`, of a tenant domain, or with the provider's order id
+        (the filters given, together): who a provider's event is about."""
+        query = select(Order).order_by(Order.created_at, Order.order_id)
+        if stages is not None:
+            query = query.where(Order.stage.in_([OrderStage(s).value for s in stages]))
+        if domain is not None:
+            query = query.where(Order.domain == domain.strip().lower())
+        if provider_order_id is not None:
+            query = query.where(Order.provider_order_id == provider_order_id)
+        with self._tx() as session:
+            return [OrderRecord.model_validate(o) for o in session.scalars(query)]

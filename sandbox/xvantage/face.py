@@ -3,6 +3,7 @@ processing into tenants and subscriptions (the same world the Partner Center fac
 
 from __future__ import annotations
 
+import copy
 import itertools
 import secrets
 import time
@@ -206,6 +207,29 @@ class XvantageFace:
         finally:
             CURRENT_FACE.reset(marker)
         return processed
+
+    def final_statuses(self) -> list[tuple[str, dict[str, Any]]]:
+        """The orders that reached their final status since last asked, each once, with the
+        order-status event it makes: `im::updated` (provisioned) or `im::voided` (rejected)."""
+        self.process_due()
+        found = []
+        with self.state.lock:
+            for request in self.world["requests"].values():
+                number = request["order_number"]
+                if number is None or request.get("status_announced"):
+                    continue
+                order = self.world["orders"][number]
+                event = "im::voided"
+                if not order["rejected"]:
+                    placed = self.state.get_order(order["tenant_id"], order["pc_order_id"])
+                    if placed["status"] != "completed":
+                        continue
+                    event = "im::updated"
+                request["status_announced"] = True
+                found.append((event, copy.deepcopy(order)))
+            if found:
+                self.state.save()
+        return found
 
     def _process(self, request: dict[str, Any]) -> None:
         state = self.state

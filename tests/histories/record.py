@@ -318,3 +318,59 @@ async def test_subscription_changes_by_ops_under_ingram(ingram, out: Path) -> No
     await ops_api.confirm_task(stack.env.client, handle.id, cancel.task_id, "IM-REPLAY-4")
     await stack.settle(handle)
     await save(handle, out, "subscription_ingram_changes_by_ops")
+
+
+# --- v8: providers' events (webhooks): the sandbox pushes them to the HTTP API ------------------
+
+
+async def test_order_provisioning_woken_by_ingrams_event(
+    ts_env, smtp_sink, registry, registry_path, out: Path
+) -> None:
+    """From v8: provisioning pending for hours, then Ingram's order-status event (the sandbox
+    finished provisioning) wakes the look-up before its next retry."""
+    from tests.support.webhooks import eventually, pushed_stack, stage_of
+
+    async with pushed_stack(
+        ts_env, smtp_sink, registry, registry_path, ingram=True, provisioning_delay_seconds=3600
+    ) as pushed:
+        stack = pushed.stack
+        handle = await stack.submit(example("order-create.json"))
+        await stack.first_task_done(handle)
+        assert await eventually(lambda: _stage_is(handle, "ACTIVATING", stage_of))
+        await stack.env.sleep(timedelta(hours=2))
+        pushed.sandbox.post("/sandbox/provisioning/complete").raise_for_status()
+        assert await eventually(lambda: _stage_is(handle, "ACTIVE", stage_of))
+        await stack.settle(handle)
+        await save(handle, out, "order_ingram_provisioning_woken_by_event")
+
+
+async def test_subscription_cancelled_at_the_provider_told_by_event(
+    ts_env, smtp_sink, registry, registry_path, out: Path
+) -> None:
+    """From v8: cancelled by hand at the provider; its subscription-updated event makes the
+    workflow look, take the cancellation over, record it and close."""
+    from tests.support.webhooks import eventually, pushed_stack
+
+    async with pushed_stack(ts_env, smtp_sink, registry, registry_path) as pushed:
+        stack = pushed.stack
+        from workflows.subscription import SubscriptionWorkflow
+
+        bought = await stack.settle(await stack.submit(example("order-link-ours.json")))
+        sub = stack.env.client.get_workflow_handle_for(
+            SubscriptionWorkflow.run, f"subscription-{bought.subscription_ids[0]}"
+        )
+        await stack.first_task_done(sub)
+        pushed.sandbox.post(
+            f"/sandbox/xvantage/marketplace/subscriptions/{bought.subscription_ids[0]}",
+            json={"status": "deleted"},
+        ).raise_for_status()
+
+        async def closed() -> bool:
+            return (await sub.describe()).close_time is not None
+
+        assert await eventually(closed)
+        await save(sub, out, "subscription_cancelled_at_the_provider_by_event")
+
+
+async def _stage_is(handle: WorkflowHandle, stage: str, stage_of) -> bool:  # noqa: ANN001
+    return await stage_of(handle) == stage

@@ -22,10 +22,12 @@ from http_api import create_app
 
 
 @asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[str]:
-    """Run `app` on uvicorn on 127.0.0.1 and a free port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+async def serving(app: FastAPI, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Run `app` on uvicorn on 127.0.0.1 and a free port (or `sock`, bound already); yields
+    its base URL."""
+    if sock is None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     # A bounded graceful shutdown: a failed test can leave a request waiting on an Update that
     # the test server will never complete (its clock only moves when a test moves it).
