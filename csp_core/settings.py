@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8000
     api_rate_limit_per_minute: Annotated[int, Field(ge=1)] = 120
     api_rate_limit_burst: Annotated[int, Field(ge=1)] = 20
+    # Idempotency-Keys (and webhook events' dedupe) are remembered this long, then forgotten
+    # by the API's hourly clean-up: a repeat after that is a new request.
+    idempotency_key_retention_days: Annotated[int, Field(ge=1)] = 30
     # Webhooks in (http_api/webhooks): Ingram's shared secret (x-hub-signature; unset: Ingram's
     # events are refused), the hosts (host or host:port) whose certificate URL a Partner Center
     # event may name (https only; the dev stack adds the sandbox's own http host), and how old

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from csp_core.orders.models import Order
 from csp_core.providers.port import Provider
 from csp_core.registry import Registry
 from csp_core.settings import Settings, get_settings
-from http_api import orders, problems, renewals, subscriptions, webhooks
+from http_api import idempotency, orders, problems, renewals, subscriptions, webhooks
 from http_api.backends import Backends
 from http_api.ratelimit import RateLimiter
 from temporalutil.metrics import ProcessMetrics
@@ -59,9 +60,12 @@ def create_app(
         opened = registry or await asyncio.to_thread(Registry.from_settings, settings)
         runtime = metrics.runtime if metrics is not None else None
         app.state.backends = Backends(settings, opened, client, limiter, runtime, provider)
+        retention = timedelta(days=settings.idempotency_key_retention_days)
+        clean_up = asyncio.create_task(idempotency.forget_expired_keys(opened, retention))
         try:
             yield
         finally:
+            clean_up.cancel()
             await app.state.backends.aclose()
             if owned:
                 opened.dispose()

@@ -10,6 +10,9 @@ Only an answer that did something is kept: a refusal (409) changed nothing, so t
 asks again and gets today's answer (a subscription suspended then is active now). Without the
 header a key is made up, and returned in the answer's `Idempotency-Key` header so the caller
 can repeat the request.
+
+A key is remembered for IDEMPOTENCY_KEY_RETENTION_DAYS (30 by default): the API forgets older
+ones at start and every hour after.
 """
 
 from __future__ import annotations
@@ -18,15 +21,19 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from fastapi import Request, Response
 
 from api.subscriptions import SubscriptionInputError, check_request_id, new_request_id
+from csp_core.registry import Registry
 from http_api.backends import Backends
 from http_api.problems import Problem, invalid
 
 HEADER = "Idempotency-Key"
+CLEAN_UP_EVERY = timedelta(hours=1)
 REPLAYED = "Idempotent-Replayed"  # set on an answer given before (the same request again)
 
 
@@ -85,3 +92,18 @@ async def once(
     )
     assert stored.status_code is not None and stored.response is not None
     return json_response(stored.status_code, stored.response, key, replayed)
+
+
+async def forget_expired_keys(registry: Registry, retention: timedelta) -> None:
+    """Forget keys older than their retention, now and every CLEAN_UP_EVERY (until cancelled).
+    Replicas may each do it: a delete of what is already gone deletes nothing."""
+    log = structlog.get_logger("idempotency")
+    while True:
+        try:
+            before = datetime.now(UTC) - retention
+            forgotten = await asyncio.to_thread(registry.prune_idempotency_keys, before)
+            if forgotten:
+                log.info("idempotency.keys_forgotten", count=forgotten, created_before=before)
+        except Exception as err:  # the registry is away: try again at the next round
+            log.warning("idempotency.clean_up_failed", error=str(err))
+        await asyncio.sleep(CLEAN_UP_EVERY.total_seconds())

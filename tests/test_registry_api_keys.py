@@ -154,3 +154,22 @@ def test_licenses_by_the_reseller_they_belong_to(registry: Registry) -> None:
     assert ids("RSL-077") == [("sub-2", "RSL-077")]
     assert ids("RSL-999") == []
     assert {r.reseller_id for r in registry.list_licenses(CONTOSO)} == {"RSL-042"}  # tenant's
+
+
+def test_idempotency_keys_past_their_retention_are_forgotten(
+    registry: Registry, engine: Engine
+) -> None:
+    registry.claim_idempotency_key("payments", "old", "a" * 64, "POST /v1/payments")
+    registry.claim_idempotency_key("payments", "new", "b" * 64, "POST /v1/payments")
+    long_ago = datetime.now(UTC) - timedelta(days=31)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE idempotency_keys SET created_at = :at WHERE key = 'old'"), {"at": long_ago}
+        )
+
+    forgotten = registry.prune_idempotency_keys(datetime.now(UTC) - timedelta(days=30))
+
+    assert forgotten == 1
+    # The old key is free again (a new request); the recent one still answers as first used.
+    assert registry.claim_idempotency_key("payments", "old", "c" * 64, "x").fingerprint == "c" * 64
+    assert registry.claim_idempotency_key("payments", "new", "c" * 64, "x").fingerprint == "b" * 64

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from csp_core.registry.store import Record, Store
 from csp_core.registry.tables import IdempotencyKey, utcnow
@@ -72,3 +72,13 @@ class IdempotencyStore(Store):
             row = session.get_one(IdempotencyKey, (scope, key))
             session.refresh(row)
             return IdempotencyRecord.model_validate(row)
+
+    def prune_idempotency_keys(self, created_before: datetime) -> int:
+        """Forget the keys first used before `created_before` (their retention is over); a
+        repeat after that is a new request. Returns how many were forgotten."""
+        with self._tx(write=True) as session:
+            result = session.execute(
+                delete(IdempotencyKey).where(IdempotencyKey.created_at < created_before),
+                execution_options={"synchronize_session": False},
+            )
+            return int(result.rowcount or 0)
