@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import structlog
@@ -24,7 +25,14 @@ from activities.common import in_thread, provider_failure, request_id, send_once
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
 from csp_core.providers.port import Provider, ProviderError, SubscriptionStatus
-from csp_core.registry import Registry, RegistryError
+from csp_core.registry import (
+    ChargeContext,
+    ChargeRecord,
+    Registry,
+    RegistryError,
+    SubscriptionRecord,
+)
+from csp_core.registry.errors import UnknownSubscription
 from csp_core.renewals.billing import (
     REACTIVATION_RETRY_EVERY,
     RenewalPolicy,
@@ -105,23 +113,32 @@ class RenewalActivities:
             )
             if not subs:
                 return PreparedCharges(recorded=recorded, failed=failed)
-            for sub in subs:
-                try:
-                    if owes_charge(sub.billing_cycle, sub.activated_at, period, policy):
-                        # Seats in force at the period's start × unit price, plus the seat
-                        # changes' prorations not billed yet (the registry's ledger).
-                        await in_thread(
-                            self.registry.bill_period,
-                            sub.subscription_id,
-                            period,
-                            starts_at,
-                            due_at,
-                        )
-                        recorded += 1
-                except Exception as err:
-                    failed.append(_charge_failure(sub.subscription_id, err))
+            # The whole page in one trip to a thread (one transaction per charge, as before).
+            billed, bad = await in_thread(self._bill_page, subs, period, policy, starts_at, due_at)
+            recorded += billed
+            failed.extend(bad)
             after = subs[-1].subscription_id
             activity.heartbeat(after)
+
+    def _bill_page(
+        self,
+        subs: list[SubscriptionRecord],
+        period: str,
+        policy: RenewalPolicy,
+        starts_at: datetime,
+        due_at: datetime,
+    ) -> tuple[int, list[ChargeFailure]]:
+        recorded, failed = 0, []
+        for sub in subs:
+            try:
+                if owes_charge(sub.billing_cycle, sub.activated_at, period, policy):
+                    # Seats in force at the period's start × unit price, plus the seat
+                    # changes' prorations not billed yet (the registry's ledger).
+                    self.registry.bill_period(sub.subscription_id, period, starts_at, due_at)
+                    recorded += 1
+            except Exception as err:
+                failed.append(_charge_failure(sub.subscription_id, err))
+        return recorded, failed
 
     @activity.defn
     async def start_renewals_page(
@@ -130,12 +147,16 @@ class RenewalActivities:
         """Start the payment workflow of each open charge after `after_id`; an existing one
         (running, or already closed for this period) is left alone. A charge whose data is
         broken is reported in the page and the others are started."""
-        charges = await in_thread(self.registry.list_open_charges, period, after_id, limit)
+        charges, contexts = await in_thread(self._open_page, period, after_id, limit)
         gate = asyncio.Semaphore(START_CONCURRENCY)
 
         async def start(subscription_id: str, amount: object) -> bool | ChargeFailure:
             try:
-                context = await in_thread(self.registry.charge_context, subscription_id)
+                context = contexts.get(subscription_id)
+                if context is None:
+                    raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
+                if isinstance(context, Exception):
+                    raise context
                 charge = RenewalCharge(
                     subscription_id=subscription_id,
                     period=period,
@@ -190,6 +211,23 @@ class RenewalActivities:
             started=sum(1 for r in results if r is True),
             failed=[r for r in results if isinstance(r, ChargeFailure)],
         )
+
+    def _open_page(
+        self, period: str, after_id: int, limit: int
+    ) -> tuple[list[ChargeRecord], dict[str, ChargeContext | Exception]]:
+        """A page of open charges and who each is about: two queries for the whole page."""
+        charges = self.registry.list_open_charges(period, after_id, limit)
+        contexts: dict[str, ChargeContext | Exception] = {}
+        try:
+            contexts.update(self.registry.charge_contexts([c.subscription_id for c in charges]))
+        except _CHARGE_DATA_ERRORS:
+            # Bad data somewhere in the page: look each one up, so the bad one is named.
+            for c in charges:
+                try:
+                    contexts[c.subscription_id] = self.registry.charge_context(c.subscription_id)
+                except _CHARGE_DATA_ERRORS as err:
+                    contexts[c.subscription_id] = err
+        return charges, contexts
 
     # ------------------------------------------------------------------ bookkeeping
     @activity.defn

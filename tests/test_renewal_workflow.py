@@ -106,11 +106,15 @@ async def pay(
 
 
 async def sent_at(handle: WorkflowHandle) -> list[tuple[str, datetime]]:
-    """When each e-mail was asked for: (kind, local time), from the workflow's own history."""
+    """When each e-mail was asked for: (kind, local time), from the workflow's own history
+    (an activity scheduled, or, since the `renewal-lean` patch, a local activity's marker)."""
     history = await handle.fetch_history()
     out = []
     for event in history.events:
-        if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        if event.event_type not in (
+            EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+            EventType.EVENT_TYPE_MARKER_RECORDED,
+        ):
             continue
         summary = event.user_metadata.summary.data.decode().strip('"')
         if summary.startswith("E-mail: "):
