@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 import structlog
-from sqlalchemy.exc import DataError, IntegrityError
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import (
@@ -22,23 +20,17 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.common import in_thread, provider_failure, request_id, send_once
+from activities.renewal_pages import bill_page, charge_failure, open_page
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
 from csp_core.providers.port import Provider, ProviderError, SubscriptionStatus
-from csp_core.registry import (
-    ChargeContext,
-    ChargeRecord,
-    Registry,
-    RegistryError,
-    SubscriptionRecord,
-)
+from csp_core.registry import Registry
 from csp_core.registry.errors import UnknownSubscription
 from csp_core.renewals.billing import (
     REACTIVATION_RETRY_EVERY,
     RenewalPolicy,
     StepKind,
     cutoff_at,
-    owes_charge,
     period_start,
 )
 from csp_core.renewals.values import (
@@ -64,18 +56,6 @@ from temporalutil import search_attributes as sa
 
 log = structlog.get_logger(__name__)
 START_CONCURRENCY = 32
-
-# What one charge's bad data raises (skip it, report it). Anything else (the database or
-# Temporal unreachable, a timeout) fails the activity, and Temporal retries the page.
-_CHARGE_DATA_ERRORS = (ValueError, ArithmeticError, RegistryError, IntegrityError, DataError)
-
-
-def _charge_failure(subscription_id: str, err: Exception) -> ChargeFailure:
-    if not isinstance(err, _CHARGE_DATA_ERRORS):
-        raise err
-    reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-    log.warning("renewal charge skipped", subscription_id=subscription_id, reason=reason)
-    return ChargeFailure(subscription_id=subscription_id, reason=reason)
 
 
 @dataclass
@@ -114,31 +94,13 @@ class RenewalActivities:
             if not subs:
                 return PreparedCharges(recorded=recorded, failed=failed)
             # The whole page in one trip to a thread (one transaction per charge, as before).
-            billed, bad = await in_thread(self._bill_page, subs, period, policy, starts_at, due_at)
+            billed, bad = await in_thread(
+                bill_page, self.registry, subs, period, policy, starts_at, due_at
+            )
             recorded += billed
             failed.extend(bad)
             after = subs[-1].subscription_id
             activity.heartbeat(after)
-
-    def _bill_page(
-        self,
-        subs: list[SubscriptionRecord],
-        period: str,
-        policy: RenewalPolicy,
-        starts_at: datetime,
-        due_at: datetime,
-    ) -> tuple[int, list[ChargeFailure]]:
-        recorded, failed = 0, []
-        for sub in subs:
-            try:
-                if owes_charge(sub.billing_cycle, sub.activated_at, period, policy):
-                    # Seats in force at the period's start × unit price, plus the seat
-                    # changes' prorations not billed yet (the registry's ledger).
-                    self.registry.bill_period(sub.subscription_id, period, starts_at, due_at)
-                    recorded += 1
-            except Exception as err:
-                failed.append(_charge_failure(sub.subscription_id, err))
-        return recorded, failed
 
     @activity.defn
     async def start_renewals_page(
@@ -147,7 +109,7 @@ class RenewalActivities:
         """Start the payment workflow of each open charge after `after_id`; an existing one
         (running, or already closed for this period) is left alone. A charge whose data is
         broken is reported in the page and the others are started."""
-        charges, contexts = await in_thread(self._open_page, period, after_id, limit)
+        charges, contexts = await in_thread(open_page, self.registry, period, after_id, limit)
         gate = asyncio.Semaphore(START_CONCURRENCY)
 
         async def start(subscription_id: str, amount: object) -> bool | ChargeFailure:
@@ -172,7 +134,7 @@ class RenewalActivities:
                     order_id=context.order_id,
                 )
             except Exception as err:
-                return _charge_failure(subscription_id, err)
+                return charge_failure(subscription_id, err)
             async with gate:
                 try:
                     await self.client.start_workflow(
@@ -211,23 +173,6 @@ class RenewalActivities:
             started=sum(1 for r in results if r is True),
             failed=[r for r in results if isinstance(r, ChargeFailure)],
         )
-
-    def _open_page(
-        self, period: str, after_id: int, limit: int
-    ) -> tuple[list[ChargeRecord], dict[str, ChargeContext | Exception]]:
-        """A page of open charges and who each is about: two queries for the whole page."""
-        charges = self.registry.list_open_charges(period, after_id, limit)
-        contexts: dict[str, ChargeContext | Exception] = {}
-        try:
-            contexts.update(self.registry.charge_contexts([c.subscription_id for c in charges]))
-        except _CHARGE_DATA_ERRORS:
-            # Bad data somewhere in the page: look each one up, so the bad one is named.
-            for c in charges:
-                try:
-                    contexts[c.subscription_id] = self.registry.charge_context(c.subscription_id)
-                except _CHARGE_DATA_ERRORS as err:
-                    contexts[c.subscription_id] = err
-        return charges, contexts
 
     # ------------------------------------------------------------------ bookkeeping
     @activity.defn
