@@ -18,10 +18,16 @@ tenant per 10 subscriptions, activated two months before the period), then:
    opening notice to the SMTP sink and then waits on its ladder's timers (days away); the
    benchmark also times until every notice is in the sink and the worker is idle.
 
-Prints a table and a one-line JSON summary: the time to start every renewal workflow, renewal
-and bare starts per second and their ratio, the cycle's pages and runs, the notices e-mailed,
-the worker's peak RSS and the CPU seconds of the dev server, the worker and this process (the
-driver, which also runs the sandbox and the SMTP sink). Everything lives in a temporary
+Prints a table, issue 11's three goals beside their figures, and as its LAST line one JSON
+object (`make bench` merges it): `renewal_start_ratio` (renewal over bare starts per second),
+`worker_cpu_ms_per_renewal` (worker CPU, cycle start → worker idle, per renewal),
+`worker_peak_rss_mib_renewals`, `events_per_renewal` (history length of 20 sampled renewals,
+waiting), `server_cpu_ms_per_renewal`, then the time to start every renewal workflow, the
+cycle's pages and runs, the notices e-mailed and the CPU seconds of the dev server, the worker
+and this process (the driver, which also runs the sandbox and the SMTP sink). The worker is
+the production one: worker.wire_activities, the provider metered, the SDK's and our metrics
+on, the sticky cache bound worker.MAX_CACHED_WORKFLOWS (the bare worker too), bytecode
+compiled as in the image. Everything lives in a temporary
 directory and stops with the benchmark (the dev server with it, so nothing keeps running).
 Stops by itself after --timeout seconds, and at once if a workflow module changes on disk (the
 worker's sandbox would run a mix of versions). Exit code 0 ok, 1 failed checks, 2 time limit

@@ -1,6 +1,6 @@
-"""A renewal's notices since the `renewal-lean` patch: first tried within the workflow task
-(a local activity), handed to an ordinary activity, retried for days, when the mail server
-is away; flagged for ops at once when it refuses for good. Either way the ladder goes on."""
+"""A renewal's notices since the `renewal-lean` patch (workflows/renewal_notices.py): retried
+for days while the mail server is away, flagged for ops at once when it refuses for good,
+sent once; either way the ladder goes on. And the shape a new renewal opens in."""
 
 from __future__ import annotations
 
@@ -77,8 +77,10 @@ async def test_a_notice_while_the_mail_server_is_away_is_sent_once_it_is_back(
     assert (await status(handle)).status is PaymentStatus.PENDING
 
 
-async def test_a_renewal_opens_in_one_workflow_task_with_its_notice_sent(stack: Stack) -> None:
-    """The shape the renewal-lean patch gives a new renewal (its saved history: v8)."""
+async def test_a_renewal_opens_in_14_events_with_its_notice_sent(stack: Stack) -> None:
+    """The shape the renewal-lean patch gives a new renewal (its saved histories: v8): no
+    opening upsert (the cycle started it with its search attributes), one patch marker (and
+    its upsert) instead of three, the payment look-up, the timer, the notice's activity."""
     from temporalio.api.enums.v1 import EventType
 
     subscription_id = await active_subscription(stack)
@@ -89,7 +91,13 @@ async def test_a_renewal_opens_in_one_workflow_task_with_its_notice_sent(stack: 
 
     assert await eventually(notice_sent)
 
-    events = [e.event_type for e in (await handle.fetch_history()).events]
-    assert events.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1
-    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in events
-    assert len(events) <= 10  # started, one task (3), patch marker + its upsert, 2 markers, timer
+    async def opened() -> list[int]:
+        events = [e.event_type for e in (await handle.fetch_history()).events]
+        done = events.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 2
+        return events if done else []
+
+    events = await eventually(opened)
+    assert events.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2  # the patch, the look-up
+    assert events.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 1
+    assert events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 1  # the notice
+    assert len(events) == 14

@@ -106,15 +106,11 @@ async def pay(
 
 
 async def sent_at(handle: WorkflowHandle) -> list[tuple[str, datetime]]:
-    """When each e-mail was asked for: (kind, local time), from the workflow's own history
-    (an activity scheduled, or, since the `renewal-lean` patch, a local activity's marker)."""
+    """When each e-mail was asked for: (kind, local time), from the workflow's own history."""
     history = await handle.fetch_history()
     out = []
     for event in history.events:
-        if event.event_type not in (
-            EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
-            EventType.EVENT_TYPE_MARKER_RECORDED,
-        ):
+        if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             continue
         summary = event.user_metadata.summary.data.decode().strip('"')
         if summary.startswith("E-mail: "):
