@@ -45,6 +45,11 @@ from workflows.renewal_cycle import RenewalCycleWorkflow
 from workflows.subscription import SubscriptionWorkflow
 
 log = structlog.get_logger("worker")
+# Workflows kept in memory between their tasks (the sticky cache). Most of ours wait for days
+# (renewals, orders awaiting acceptance): one evicted costs nothing while it waits and is
+# replayed from its history when its timer or signal comes. Each cached one costs ~0.1-0.2 MB
+# (its own sandboxed copy of the workflow modules), so this bounds the worker's memory.
+MAX_CACHED_WORKFLOWS = 500
 
 WORKFLOWS: Sequence[type] = [
     LicenseOrderWorkflow,
@@ -84,7 +89,7 @@ class Workers:
                 client,
                 task_queue=task_queue,
                 workflows=list(WORKFLOWS),
-                max_cached_workflows=2000,
+                max_cached_workflows=MAX_CACHED_WORKFLOWS,
                 **common,
             ),
             Worker(

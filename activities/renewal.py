@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import structlog
-from sqlalchemy.exc import DataError, IntegrityError
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import (
@@ -21,16 +20,17 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.common import in_thread, provider_failure, request_id, send_once
+from activities.renewal_pages import bill_page, charge_failure, open_page
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
 from csp_core.providers.port import Provider, ProviderError, SubscriptionStatus
-from csp_core.registry import Registry, RegistryError
+from csp_core.registry import Registry
+from csp_core.registry.errors import UnknownSubscription
 from csp_core.renewals.billing import (
     REACTIVATION_RETRY_EVERY,
     RenewalPolicy,
     StepKind,
     cutoff_at,
-    owes_charge,
     period_start,
 )
 from csp_core.renewals.values import (
@@ -56,18 +56,6 @@ from temporalutil import search_attributes as sa
 
 log = structlog.get_logger(__name__)
 START_CONCURRENCY = 32
-
-# What one charge's bad data raises (skip it, report it). Anything else (the database or
-# Temporal unreachable, a timeout) fails the activity, and Temporal retries the page.
-_CHARGE_DATA_ERRORS = (ValueError, ArithmeticError, RegistryError, IntegrityError, DataError)
-
-
-def _charge_failure(subscription_id: str, err: Exception) -> ChargeFailure:
-    if not isinstance(err, _CHARGE_DATA_ERRORS):
-        raise err
-    reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
-    log.warning("renewal charge skipped", subscription_id=subscription_id, reason=reason)
-    return ChargeFailure(subscription_id=subscription_id, reason=reason)
 
 
 @dataclass
@@ -105,21 +93,12 @@ class RenewalActivities:
             )
             if not subs:
                 return PreparedCharges(recorded=recorded, failed=failed)
-            for sub in subs:
-                try:
-                    if owes_charge(sub.billing_cycle, sub.activated_at, period, policy):
-                        # Seats in force at the period's start × unit price, plus the seat
-                        # changes' prorations not billed yet (the registry's ledger).
-                        await in_thread(
-                            self.registry.bill_period,
-                            sub.subscription_id,
-                            period,
-                            starts_at,
-                            due_at,
-                        )
-                        recorded += 1
-                except Exception as err:
-                    failed.append(_charge_failure(sub.subscription_id, err))
+            # The whole page in one trip to a thread (one transaction per charge, as before).
+            billed, bad = await in_thread(
+                bill_page, self.registry, subs, period, policy, starts_at, due_at
+            )
+            recorded += billed
+            failed.extend(bad)
             after = subs[-1].subscription_id
             activity.heartbeat(after)
 
@@ -130,12 +109,16 @@ class RenewalActivities:
         """Start the payment workflow of each open charge after `after_id`; an existing one
         (running, or already closed for this period) is left alone. A charge whose data is
         broken is reported in the page and the others are started."""
-        charges = await in_thread(self.registry.list_open_charges, period, after_id, limit)
+        charges, contexts = await in_thread(open_page, self.registry, period, after_id, limit)
         gate = asyncio.Semaphore(START_CONCURRENCY)
 
         async def start(subscription_id: str, amount: object) -> bool | ChargeFailure:
             try:
-                context = await in_thread(self.registry.charge_context, subscription_id)
+                context = contexts.get(subscription_id)
+                if context is None:
+                    raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
+                if isinstance(context, Exception):
+                    raise context
                 charge = RenewalCharge(
                     subscription_id=subscription_id,
                     period=period,
@@ -151,7 +134,7 @@ class RenewalActivities:
                     order_id=context.order_id,
                 )
             except Exception as err:
-                return _charge_failure(subscription_id, err)
+                return charge_failure(subscription_id, err)
             async with gate:
                 try:
                     await self.client.start_workflow(

@@ -18,10 +18,16 @@ tenant per 10 subscriptions, activated two months before the period), then:
    opening notice to the SMTP sink and then waits on its ladder's timers (days away); the
    benchmark also times until every notice is in the sink and the worker is idle.
 
-Prints a table and a one-line JSON summary: the time to start every renewal workflow, renewal
-and bare starts per second and their ratio, the cycle's pages and runs, the notices e-mailed,
-the worker's peak RSS and the CPU seconds of the dev server, the worker and this process (the
-driver, which also runs the sandbox and the SMTP sink). Everything lives in a temporary
+Prints a table, issue 11's three goals beside their figures, and as its LAST line one JSON
+object (`make bench` merges it): `renewal_start_ratio` (renewal over bare starts per second),
+`worker_cpu_ms_per_renewal` (worker CPU, cycle start → worker idle, per renewal),
+`worker_peak_rss_mib_renewals`, `events_per_renewal` (history length of 20 sampled renewals,
+waiting), `server_cpu_ms_per_renewal`, then the time to start every renewal workflow, the
+cycle's pages and runs, the notices e-mailed and the CPU seconds of the dev server, the worker
+and this process (the driver, which also runs the sandbox and the SMTP sink). The worker is
+the production one: worker.wire_activities, the provider metered, the SDK's and our metrics
+on, the sticky cache bound worker.MAX_CACHED_WORKFLOWS (the bare worker too), bytecode
+compiled as in the image. Everything lives in a temporary
 directory and stops with the benchmark (the dev server with it, so nothing keeps running).
 Stops by itself after --timeout seconds, and at once if a workflow module changes on disk (the
 worker's sandbox would run a mix of versions). Exit code 0 ok, 1 failed checks, 2 time limit
@@ -39,6 +45,7 @@ if str(ROOT) not in sys.path:
 
 import argparse
 import asyncio
+import compileall
 import gc
 import hashlib
 import json
@@ -76,6 +83,7 @@ from benchmarks.stack import (
     start_dev_server,
 )
 from csp_core.notifications.mailer import SmtpMailer
+from csp_core.providers.metered import MeteredProvider
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.registry import Registry
 from csp_core.registry.tables import Order, RenewalCharge, Subscription, Tenant
@@ -86,8 +94,9 @@ from csp_core.settings import Settings
 from sandbox.smtp_sink import SmtpSink
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
+from temporalutil.metrics import ProcessMetrics
 from temporalutil.sandbox import workflow_runner
-from worker import create_worker, wire_activities
+from worker import MAX_CACHED_WORKFLOWS, create_worker, wire_activities
 
 SUBSCRIPTIONS_PER_TENANT = 10
 OPS_EMAIL = "ops@bench.example.mx"
@@ -99,6 +108,8 @@ PROGRESS_S = 30.0  # seconds between progress lines while the renewals run
 # workflow code calling the old activities), so the run stops if one changes.
 SOURCES = ["workflows", "benchmarks/baseline.py"]
 T = TypeVar("T")
+# Issue 11's goals for 10,000 charges, printed beside the figures.
+RATIO_GOAL, CPU_MS_GOAL, RSS_MIB_GOAL = 0.8, 10, 400
 
 
 class TimeLimit(Exception):
@@ -121,15 +132,25 @@ class WorkerConfig:
 
 
 async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
-    """The worker process (benchmarks.stack.WorkerProcess), wired like worker.build_activities."""
+    """The worker process (benchmarks.stack.WorkerProcess), wired like worker.run_worker: the
+    same activities (worker.wire_activities), the provider metered and the SDK's and our
+    metrics on (one Prometheus registry, not served: a scrape costs nothing between scrapes)."""
+    # As the worker image has them (pip compiles the installed package): the sandbox re-imports
+    # the workflow modules for each workflow it runs, from bytecode rather than from source.
+    compileall.compile_dir(ROOT / "workflows", quiet=1)
+    compileall.compile_file(ROOT / "benchmarks" / "baseline.py", quiet=1)
+    metrics = ProcessMetrics.create(service="csp-worker", database_url=config.database_url)
     client = await Client.connect(
-        config.target, namespace=config.namespace, data_converter=DATA_CONVERTER
+        config.target,
+        namespace=config.namespace,
+        data_converter=DATA_CONVERTER,
+        runtime=metrics.runtime,
     )
     registry = await asyncio.to_thread(Registry.from_url, config.database_url)
     try:
         async with PartnerCenterClient(config.sandbox_url, SecretStr(TOKEN), timeout=30) as pc:
             activities = wire_activities(
-                provider=pc,
+                provider=MeteredProvider(pc, "partner_center"),
                 registry=registry,
                 vault=SecretVault(generate_key()),
                 mailer=SmtpMailer("127.0.0.1", config.smtp_port, "licencias@bench.example.mx"),
@@ -143,12 +164,13 @@ async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
                 workflows=[BareWorkflow],
                 activities=[noop],
                 workflow_runner=workflow_runner(),  # sandboxed like the production worker
-                max_cached_workflows=2000,
+                max_cached_workflows=MAX_CACHED_WORKFLOWS,  # and its cache bound
             )
             async with create_worker(client, config.task_queue, activities), bare:
                 await answer_driver(conn)
     finally:
         registry.dispose()
+        metrics.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,6 +312,7 @@ class Figures:
     quiet_s: float | None = None  # cycle started → worker idle again
     cycle_cpu: Cpu = field(default_factory=Cpu)  # cycle started → cycle result
     renewal_cpu: Cpu = field(default_factory=Cpu)  # cycle started → worker idle again
+    events_per_renewal: float | None = None  # mean history length of sampled renewals, idle
     worker_rss_ready_mib: float | None = None
     worker_rss_after_bare_mib: float | None = None
     worker_peak_rss_mib: float | None = None
@@ -440,6 +463,17 @@ async def visibility_count(client: Client, period: str, expected: int | None) ->
     return count
 
 
+async def events_per_renewal(client: Client, period: str, sample: int = 20) -> float | None:
+    """The mean history length of `sample` of the period's payment workflows, all waiting
+    (notice sent, next step days away): what each renewal cost the server so far."""
+    query = f"WorkflowType='RenewalPaymentWorkflow' AND {sa.BILLING_PERIOD.name}='{period}'"
+    lengths = []
+    async for execution in client.list_workflows(query, limit=sample):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        lengths.append(len((await handle.fetch_history()).events))
+    return sum(lengths) / len(lengths) if lengths else None
+
+
 def charges_recorded(database_url: str, period: str) -> int:
     registry = Registry.from_url(database_url, migrate=False)
     try:
@@ -480,7 +514,7 @@ async def cycle_history(client: Client, workflow_id: str, run_id: str, figures: 
         scheduled.clear()  # event ids restart in each run
         started.clear()
     figures.runs = runs
-    prepare = spans.get("prepare_charges", [])
+    prepare = spans.get("prepare_period_charges", []) + spans.get("prepare_charges", [])
     pages = spans.get("start_renewals_page", [])
     figures.pages = len(pages)
     if prepare:
@@ -620,6 +654,7 @@ async def measure(
         await step("worker idle after the renewals", worker_idle(meter))
         figures.quiet_s = time.perf_counter() - began
         figures.renewal_cpu = await meter.since(before)
+        figures.events_per_renewal = await events_per_renewal(client, figures.period)
     finally:
         notices.cancel()
         ticker.cancel()
@@ -753,6 +788,15 @@ def report(args: argparse.Namespace, f: Figures) -> None:
         + "/".join(_f(_per(v, f.bare_started), ".0f") for v in asdict(f.bare_cpu).values())
         + " (worker/server/driver)"
     )
+    worker_ms = _per(f.renewal_cpu.worker, started)
+    print("goals (issue 11):")
+    print(f"  renewal/bare start rate   {_f(ratio, '.2f'):>7}x   goal >= {RATIO_GOAL}x")
+    print(f"  worker CPU per renewal    {_f(worker_ms, '.1f'):>7} ms  goal <= {CPU_MS_GOAL} ms")
+    print(
+        f"  worker peak RSS           {_f(f.worker_peak_rss_mib, '.0f'):>7} MiB goal <= "
+        f"{RSS_MIB_GOAL} MiB"
+    )
+    print(f"  history events per renewal, waiting (no goal) {_f(f.events_per_renewal):>7}")
     print(
         f"visibility WorkflowType='RenewalPaymentWorkflow' AND BillingPeriod='{f.period}': "
         f"{f.visibility_count if f.visibility_count is not None else '-'} (expected {n})"
@@ -772,6 +816,14 @@ def report(args: argparse.Namespace, f: Figures) -> None:
         return {k: _r(v, 1) for k, v in asdict(c).items()}
 
     summary = {
+        # The three figures issue 11 sets goals for (benchmarks/baseline.py merges these).
+        "renewal_start_ratio": _r(ratio, 3),
+        "worker_cpu_ms_per_renewal": _r(worker_ms, 1),
+        "worker_peak_rss_mib_renewals": _r(f.worker_peak_rss_mib, 0),
+        "events_per_renewal": _r(f.events_per_renewal, 1),
+        "server_cpu_ms_per_renewal": _r(_per(f.renewal_cpu.server, started), 1),
+        "worker_cpu_ms_per_bare": _r(_per(f.bare_cpu.worker, f.bare_started), 1),
+        "max_cached_workflows": MAX_CACHED_WORKFLOWS,
         "charges": n,
         "period": f.period,
         "start_concurrency": START_CONCURRENCY,

@@ -15,6 +15,12 @@ PASSTHROUGH = (
     "email_validator",
     "idna",
     "dns",
+    # The renewal workflow's own module too (its helpers in workflows/ already are, imported
+    # passed through): the sandbox would otherwise execute it again, class definition and
+    # @workflow.defn checks included, for every renewal it starts (a cycle starts thousands),
+    # and keep that copy per cached workflow. It holds constants only; its determinism is
+    # what the replay tests (tests/test_replay.py) check.
+    "workflows.renewal",
 )
 
 

@@ -690,7 +690,7 @@ async def test_a_database_outage_is_not_a_bad_charge() -> None:
     the activity (Temporal retries it) instead of reporting every charge as bad."""
     from sqlalchemy.exc import OperationalError
 
-    from activities.renewal import _charge_failure
+    from activities.renewal_pages import charge_failure as _charge_failure
     from csp_core.renewals.billing import ChargeAmountOutOfRange
 
     skipped = _charge_failure("sub-1", ChargeAmountOutOfRange("too big"))

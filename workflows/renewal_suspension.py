@@ -57,6 +57,7 @@ class SuspensionSteps(OpsTaskCommands):
 
     _charge: RenewalCharge
     _policy: RenewalPolicy
+    _lean = False  # started with the `renewal-lean` patch (workflows/renewal.py)
     _level: int
     _reference: str | None
     _detail: str
@@ -69,6 +70,11 @@ class SuspensionSteps(OpsTaskCommands):
     _set: Callable[[PaymentStatus, int, str], Awaitable[None]]
     _notify: Callable[..., Awaitable[None]]
     _details: Callable[[], str]
+
+    def _patched(self, name: str) -> bool:
+        """Whether to take a patch's new path: every patch before `renewal-lean` is implied by
+        it (asked again, each would write its own marker and upsert into the history)."""
+        return self._lean or workflow.patched(name)
 
     def _local_time(self, instant: datetime) -> str:
         return format_local(instant, zone(self._policy.timezone), "local")
@@ -87,7 +93,7 @@ class SuspensionSteps(OpsTaskCommands):
             )
             return True
         except ActivityError as err:
-            if (provider := not_offered(err)) and workflow.patched(OPS_TASKS):
+            if (provider := not_offered(err)) and self._patched(OPS_TASKS):
                 await self._ask_ops_to_suspend(provider)
                 return False
             self._alerts.raise_(OpsAttention.SUSPENSION_FAILED)
@@ -109,7 +115,7 @@ class SuspensionSteps(OpsTaskCommands):
         workflow.set_current_details(self._details())
         if await self._try_reactivate(REACTIVATION_ESCALATE_AFTER):
             return True
-        if self._not_offered_by and workflow.patched(OPS_TASKS):
+        if self._not_offered_by and self._patched(OPS_TASKS):
             return await self._reactivate_by_ops(paid, self._not_offered_by)
         self._alerts.raise_(OpsAttention.REACTIVATION_FAILED)
         await self._notify(NoticeKind.REACTIVATION_FAILED)

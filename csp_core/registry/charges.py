@@ -167,28 +167,51 @@ class ChargeStore(Store):
 
     def charge_context(self, subscription_id: str) -> ChargeContext:
         """Who and what a renewal charge is about: the subscription, its tenant and reseller."""
+        found = self.charge_contexts([subscription_id])
+        if subscription_id not in found:
+            raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
+        return found[subscription_id]
+
+    def charge_contexts(self, subscription_ids: list[str]) -> dict[str, ChargeContext]:
+        """`charge_context` of many subscriptions in one query (the renewal cycle's pages); a
+        subscription that is not recorded (or has no tenant) is absent from the result."""
+        if not subscription_ids:
+            return {}
+        columns = (
+            Subscription.subscription_id,
+            Subscription.product_name,
+            Subscription.quantity,
+            Subscription.order_id,
+            Tenant.domain,
+            Tenant.tenant_id,
+            Tenant.company_name,
+            Tenant.reseller_id,
+            Order.reseller_name,
+            Order.reseller_email,
+        )
+        found: dict[str, ChargeContext] = {}
         with self._tx() as session:
-            row = session.execute(
-                select(Subscription, Tenant, Order)
-                .join(Tenant, Tenant.domain == Subscription.tenant_domain)
-                .outerjoin(Order, Order.order_id == Subscription.order_id)
-                .where(Subscription.subscription_id == subscription_id)
-            ).first()
-            if row is None:
-                raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
-            sub, tenant, order = row
-            return ChargeContext(
-                subscription_id=sub.subscription_id,
-                product_name=sub.product_name,
-                quantity=sub.quantity,
-                domain=tenant.domain,
-                tenant_id=tenant.tenant_id,
-                company_name=tenant.company_name,
-                reseller_id=tenant.reseller_id,
-                reseller_name=(order.reseller_name if order else None) or tenant.reseller_id,
-                reseller_email=order.reseller_email if order else None,
-                order_id=sub.order_id,
-            )
+            for start in range(0, len(subscription_ids), 500):  # bound the IN list
+                rows = session.execute(
+                    select(*columns)
+                    .join(Tenant, Tenant.domain == Subscription.tenant_domain)
+                    .outerjoin(Order, Order.order_id == Subscription.order_id)
+                    .where(Subscription.subscription_id.in_(subscription_ids[start : start + 500]))
+                )
+                for row in rows:
+                    found[row.subscription_id] = ChargeContext(
+                        subscription_id=row.subscription_id,
+                        product_name=row.product_name,
+                        quantity=row.quantity,
+                        domain=row.domain,
+                        tenant_id=row.tenant_id,
+                        company_name=row.company_name,
+                        reseller_id=row.reseller_id,
+                        reseller_name=row.reseller_name or row.reseller_id,
+                        reseller_email=row.reseller_email,
+                        order_id=row.order_id,
+                    )
+        return found
 
     def list_charges(
         self, period: str | None = None, status: PaymentStatus | str | None = None
