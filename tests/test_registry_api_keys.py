@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, text, update
 from sqlalchemy.exc import IntegrityError
 
 from csp_core.registry import (
@@ -20,6 +20,7 @@ from csp_core.registry import (
     UnknownApiKey,
     api_key_id,
 )
+from csp_core.registry.tables import IdempotencyKey
 from tests.test_registry import (  # noqa: F401  (fixtures: both engines, a migrated registry)
     CONTOSO,
     _concurrently,
@@ -161,11 +162,7 @@ def test_idempotency_keys_past_their_retention_are_forgotten(
 ) -> None:
     registry.claim_idempotency_key("payments", "old", "a" * 64, "POST /v1/payments")
     registry.claim_idempotency_key("payments", "new", "b" * 64, "POST /v1/payments")
-    long_ago = datetime.now(UTC) - timedelta(days=31)
-    with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE idempotency_keys SET created_at = :at WHERE key = 'old'"), {"at": long_ago}
-        )
+    _created_at(engine, "old", datetime.now(UTC) - timedelta(days=31))
 
     forgotten = registry.prune_idempotency_keys(datetime.now(UTC) - timedelta(days=30))
 
@@ -173,3 +170,30 @@ def test_idempotency_keys_past_their_retention_are_forgotten(
     # The old key is free again (a new request); the recent one still answers as first used.
     assert registry.claim_idempotency_key("payments", "old", "c" * 64, "x").fingerprint == "c" * 64
     assert registry.claim_idempotency_key("payments", "new", "c" * 64, "x").fingerprint == "b" * 64
+
+
+def test_the_retention_edge_keeps_a_key_created_at_the_cutoff(
+    registry: Registry, engine: Engine
+) -> None:
+    cutoff = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+    for key, at in (("before", cutoff - timedelta(seconds=1)), ("at", cutoff)):
+        registry.claim_idempotency_key("payments", key, "a" * 64, "POST /v1/payments")
+        _created_at(engine, key, at)
+
+    assert registry.prune_idempotency_keys(cutoff) == 1
+    # One second older than the cutoff is forgotten; created at the cutoff is kept.
+    assert (
+        registry.claim_idempotency_key("payments", "before", "c" * 64, "x").fingerprint == "c" * 64
+    )
+    assert registry.claim_idempotency_key("payments", "at", "c" * 64, "x").fingerprint == "a" * 64
+
+
+def _created_at(engine: Engine, key: str, at: datetime) -> None:
+    """Backdate a payments key, stored through the registry's own column type (as the registry
+    writes it), so comparisons with the cutoff see what production rows hold."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.scope == "payments", IdempotencyKey.key == key)
+            .values(created_at=at)
+        )
