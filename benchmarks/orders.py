@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import gc
 import json
@@ -46,9 +47,9 @@ from typing import Any
 from pydantic import SecretStr
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities.order import OrderActivities
 from api import orders as order_api
 from benchmarks.baseline import ACTIVITY, LOCAL_ACTIVITY, WAITING_STAGE, BareWorkflow, noop
 from benchmarks.stack import (
@@ -63,6 +64,7 @@ from benchmarks.stack import (
 )
 from csp_core.notifications.mailer import SmtpMailer
 from csp_core.orders.models import Order, parse_order
+from csp_core.providers.metered import MeteredProvider
 from csp_core.providers.partner_center import PartnerCenterClient
 from csp_core.registry import Registry
 from csp_core.secrets import SecretVault, generate_key
@@ -72,8 +74,9 @@ from sandbox.smtp_sink import SmtpSink
 from sandbox.state import FABRIKAM_TENANT, SandboxState
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
+from temporalutil.metrics import ProcessMetrics
 from temporalutil.sandbox import workflow_runner
-from worker import create_worker
+from worker import create_worker, wire_activities
 from workflows.order import LicenseOrderWorkflow
 
 EXAMPLE = ROOT / "examples" / "order-link-invite.json"
@@ -96,15 +99,21 @@ class WorkerConfig:
 
 
 async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
-    """The worker process (benchmarks.stack.WorkerProcess): the order worker and the bare one."""
+    """The worker process (benchmarks.stack.WorkerProcess): the production worker (every activity
+    class, wired as worker.py wires them; the metered provider; the SDK runtime's metrics and the
+    business ones collected as in production) plus the bare worker."""
+    metrics = ProcessMetrics.create(service="csp-worker", database_url=config.database_url)
     client = await Client.connect(
-        config.target, namespace=config.namespace, data_converter=DATA_CONVERTER
+        config.target,
+        namespace=config.namespace,
+        data_converter=DATA_CONVERTER,
+        runtime=metrics.runtime,
     )
     registry = await asyncio.to_thread(Registry.from_url, config.database_url)
     try:
         async with PartnerCenterClient(config.sandbox_url, SecretStr(TOKEN), timeout=30) as pc:
-            activities = OrderActivities(
-                provider=pc,
+            activities = wire_activities(
+                provider=MeteredProvider(pc, "partner_center"),
                 registry=registry,
                 vault=SecretVault(generate_key()),
                 mailer=SmtpMailer("127.0.0.1", config.smtp_port, "licencias@bench.example.mx"),
@@ -120,10 +129,11 @@ async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
                 workflow_runner=workflow_runner(),  # sandboxed like the order worker
                 max_cached_workflows=2000,
             )
-            async with create_worker(client, config.order_queue, [activities]), bare:
+            async with create_worker(client, config.order_queue, activities), bare:
                 await answer_driver(conn)
     finally:
         registry.dispose()
+        metrics.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +274,8 @@ async def run_phase(
         # Leftovers would keep loading the server and the worker during the next workload.
         running = f"TaskQueue='{task_queue}' AND ExecutionStatus='Running'"
         async for execution in client.list_workflows(running, page_size=1000):
-            await client.get_workflow_handle(execution.id).terminate("benchmark time limit")
+            with contextlib.suppress(RPCError):  # it may have completed meanwhile
+                await client.get_workflow_handle(execution.id).terminate("benchmark time limit")
     return phase
 
 
