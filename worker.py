@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 
 from activities.adoption import AdoptionActivities
 from activities.ops import OpsActivities
-from activities.order import OrderActivities
+from activities.order_steps import OrderSteps
 from activities.renewal import RenewalActivities
 from activities.subscription import SubscriptionActivities
 from csp_core.notifications.mailer import Mailer, SmtpMailer
@@ -158,7 +158,7 @@ def wire_activities(
 ) -> list[object]:
     """Every activity class, holding its injected clients (tests and benchmarks pass theirs)."""
     return [
-        OrderActivities(
+        OrderSteps(
             provider=provider,
             registry=registry,
             vault=vault,

@@ -18,15 +18,13 @@ from activities.common import (
     send_once,
     start_subscription_workflow,
 )
-from csp_core.notifications import messages
+from activities.order_notices import render_order_notice
 from csp_core.notifications.mailer import Mailer
-from csp_core.orders.failures import OrderFailure
 from csp_core.orders.models import Order
 from csp_core.orders.provisioning import (
     DomainCheck,
     LinkCheck,
     OrderNotice,
-    OrderNoticeKind,
     PlacedSubscriptions,
     SealedCredentials,
     TenantOrigin,
@@ -52,7 +50,7 @@ from csp_core.registry import (
 from csp_core.secrets import SecretVault
 from csp_core.stages import OrderStage
 from csp_core.subscriptions.values import SubscriptionStart, term_end
-from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE, zone
+from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -232,6 +230,19 @@ class OrderActivities:
     # ------------------------------------------------------------------ order
     @activity.defn
     async def place_order(self, order: Order, tenant: TenantRef) -> PlacedSubscriptions:
+        placed = await self._place(order, tenant)
+        await in_thread(
+            self.registry.set_order_stage,
+            order.order_id,
+            OrderStage.PLACING_ORDER.value,
+            None,
+            placed.provider_order_id,
+        )
+        return placed
+
+    async def _place(self, order: Order, tenant: TenantRef) -> PlacedSubscriptions:
+        """Place the order (its stable request id makes a retry find the same order) and record
+        its subscriptions."""
         lines = [
             OrderLine(
                 line_number=i,
@@ -269,13 +280,6 @@ class OrderActivities:
                 )
             )
         await in_thread(self.registry.record_subscriptions, order.order_id, tenant.domain, new)
-        await in_thread(
-            self.registry.set_order_stage,
-            order.order_id,
-            OrderStage.PLACING_ORDER.value,
-            None,
-            placed.order_id,
-        )
         return PlacedSubscriptions(
             provider_order_id=placed.order_id,
             subscription_ids=[s.subscription_id for s in placed.subscriptions],
@@ -307,11 +311,16 @@ class OrderActivities:
 
     @activity.defn
     async def activate(self, order: Order, tenant: TenantRef, placed: PlacedSubscriptions) -> None:
+        await self._activate(order, tenant, placed, record_terms=False)
+
+    async def _activate(
+        self, order: Order, tenant: TenantRef, placed: PlacedSubscriptions, *, record_terms: bool
+    ) -> None:
+        """Each license active in the registry, and its SubscriptionWorkflow started. With
+        `record_terms` its first term, seats and auto-renew are recorded in the same write, so
+        the workflow starts without a registry round trip of its own."""
         activated_at = activity.info().current_attempt_scheduled_time
         for subscription_id in placed.subscription_ids:
-            record = await in_thread(
-                self.registry.set_subscription_status, subscription_id, "active", activated_at
-            )
             try:
                 provider_view = await self.provider.get_subscription(
                     tenant.tenant_id, subscription_id
@@ -321,6 +330,26 @@ class OrderActivities:
             # The window runs from the purchase as the provider dates it (it is the one that
             # refuses), not from our activation, which can come hours after provisioning.
             purchased_at = provider_view.effective_start_date or activated_at
+            if record_terms:
+                recorded = await in_thread(self.registry.get_subscription, subscription_id)
+                if recorded is None:
+                    raise ApplicationError(
+                        f"subscription {subscription_id} is not recorded", non_retryable=True
+                    )
+                ends = provider_view.commitment_end_date or term_end(purchased_at, recorded.term)
+                record = await in_thread(
+                    self.registry.record_activation,
+                    subscription_id,
+                    activated_at,
+                    seats=provider_view.quantity,
+                    auto_renew=provider_view.auto_renew_enabled,
+                    term_started_at=purchased_at,
+                    term_ends_at=ends,
+                )
+            else:
+                record = await in_thread(
+                    self.registry.set_subscription_status, subscription_id, "active", activated_at
+                )
             start = SubscriptionStart(
                 subscription_id=subscription_id,
                 tenant_id=tenant.tenant_id,
@@ -339,6 +368,7 @@ class OrderActivities:
                 purchased_at=purchased_at,
                 term_end=provider_view.commitment_end_date or term_end(purchased_at, record.term),
                 auto_renew=provider_view.auto_renew_enabled,
+                term_recorded=record_terms,
             )
             await self._start_subscription_workflow(start)
 
@@ -349,60 +379,15 @@ class OrderActivities:
     # ------------------------------------------------------------------ e-mail
     @activity.defn
     async def notify(self, notice: OrderNotice) -> None:
-        email = await self._render(notice)
+        email = await render_order_notice(
+            notice,
+            relationship_url=self._relationship_url,
+            business_timezone=self.business_timezone,
+            ops_email=self.ops_email,
+        )
         sent = await send_once(self.registry, self.mailer, email, order_id=notice.order.order_id)
         if not sent:
             log.info("notification_already_sent", key=email.key)
-
-    async def _render(self, notice: OrderNotice) -> messages.Email:
-        order = notice.order
-        common = dict(
-            key=notice.key,
-            tz=zone(self.business_timezone),
-            order_id=order.order_id,
-            reseller_name=order.reseller.name,
-            reseller_email=str(order.reseller.email),
-            company_name=order.customer.company_name,
-            domain=order.domain,
-        )
-        match notice.kind:
-            case OrderNoticeKind.INVITATION:
-                return messages.partner_invitation(
-                    relationship_url=await self._relationship_url(),
-                    deadline=_required(notice.deadline),
-                    **common,
-                )
-            case OrderNoticeKind.ACCEPTANCE_REMINDER:
-                return messages.acceptance_reminder(
-                    relationship_url=await self._relationship_url(),
-                    reminder_number=_required(notice.reminder_number),
-                    deadline=_required(notice.deadline),
-                    **common,
-                )
-            case OrderNoticeKind.EXPIRED:
-                return messages.acceptance_expired(deadline=_required(notice.deadline), **common)
-            case OrderNoticeKind.ACTIVE:
-                lines = [
-                    messages.OrderLine(
-                        item.product_name, item.quantity, item.term.value, item.billing_cycle.value
-                    )
-                    for item in order.items
-                ]
-                return messages.order_active(
-                    lines=lines,
-                    tenant_created=notice.tenant_created,
-                    purchased_at=activity.info().current_attempt_scheduled_time,
-                    **common,
-                )
-            case OrderNoticeKind.CANCELLED:
-                return messages.order_cancelled(reason=notice.reason or "", **common)
-            case OrderNoticeKind.FAILED:
-                # Notices queued before failure codes carry only the English reason.
-                failure = notice.failure or OrderFailure.from_reason(
-                    notice.reason or "", domain=order.domain
-                )
-                return messages.order_failed(failure=failure, ops_email=self.ops_email, **common)
-        raise ValueError(f"unknown notice kind {notice.kind}")
 
     async def _relationship_url(self) -> str:
         try:
@@ -453,9 +438,3 @@ def _tenant_ref(record: TenantRecord, credentials_ref: str | None = None) -> Ten
         origin=TenantOrigin(record.origin),
         credentials_ref=credentials_ref,
     )
-
-
-def _required(value: T | None) -> T:
-    if value is None:
-        raise ApplicationError("notice is missing a field", non_retryable=True)
-    return value

@@ -113,6 +113,8 @@ class TemporalRuntimeMetrics(Collector):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._drainer: threading.Thread | None = None
+        # id(attributes) -> (the attributes object, kept alive so its id stays its own; labels)
+        self._keys: dict[int, tuple[Mapping[str, Any], Labels]] = {}
 
     def drain(self) -> None:
         """Fold every buffered update into the series (counters add, gauges set, histograms
@@ -124,7 +126,7 @@ class TemporalRuntimeMetrics(Collector):
                 if family is None:
                     family = _Family(metric.kind, metric.description or metric.name)
                     self._families[metric.name] = family
-                key = _labels({**update.attributes, **self._service})
+                key = self._key_of(update.attributes)
                 if metric.kind == BUFFERED_METRIC_KIND_COUNTER:
                     family.series[key] = family.series.get(key, 0) + update.value
                 elif metric.kind == BUFFERED_METRIC_KIND_HISTOGRAM:
@@ -135,6 +137,16 @@ class TemporalRuntimeMetrics(Collector):
                     histogram.observe(float(update.value))
                 else:
                     family.series[key] = update.value
+
+    def _key_of(self, attributes: Mapping[str, Any]) -> Labels:
+        """A series' labels. The runtime hands over the same attributes object for the same
+        attribute set (its documented contract), so they are built once per set, not per
+        update: the drain runs on every worker task's metrics."""
+        cached = self._keys.get(id(attributes))
+        if cached is None or cached[0] is not attributes:
+            cached = (attributes, _labels({**attributes, **self._service}))
+            self._keys[id(attributes)] = cached
+        return cached[1]
 
     def start_draining(self) -> None:
         """Drain in a daemon thread every second, so the buffer never fills between scrapes."""

@@ -314,3 +314,26 @@ async def test_taken_domain_fails_the_order_with_the_reason(stack: Stack) -> Non
     assert "fabrikam.onmicrosoft.com" in text and "envíe un pedido nuevo" in text
     assert "no vuelva a enviar" not in text.lower()
     assert "already taken" not in text and "choose" not in text
+
+
+async def test_an_acceptance_the_provider_never_shows_fails_the_order_after_a_day(
+    stack: Stack,
+) -> None:
+    """Ops confirmed an acceptance for a tenant the provider does not know: placing waits a
+    day for the provider to show it (eventual consistency), then the order fails for ops."""
+    order = example(
+        "order-link-invite.json", tenant={"mode": "link", "domain": "nadie.onmicrosoft.com"}
+    )
+    handle = await submit(stack, order)
+    await stack.env.sleep(MINUTE)
+    assert (await status(handle)).stage is OrderStage.AWAITING_PARTNER_ACCEPTANCE
+
+    await order_api.accept_partner(stack.env.client, order.order_id, "por teléfono")
+    await stack.env.sleep(DAY - 2 * MINUTE)
+    assert (await status(handle)).stage is OrderStage.PLACING_ORDER
+
+    result = await stack.result(handle)
+    assert result.stage is OrderStage.FAILED
+    assert "does not show at the provider" in result.detail
+    assert stack.stats()["orders_created"] == 0
+    assert stack.mail_kinds(order.order_id) == ["partner_invitation", "order_failed"]

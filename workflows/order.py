@@ -11,25 +11,35 @@ Ops steer it with the `partner_accepted` and `cancel_order` signals and read it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.order import OrderActivities
+    from activities.order_steps import OrderSteps
     from csp_core.calendar import business_time
     from csp_core.orders.failures import FailureCode, OrderFailure
     from csp_core.orders.models import Order, TenantMode
     from csp_core.orders.provisioning import (
+        ActivateOrder,
+        DomainCheck,
+        OpenOrder,
+        OrderActivated,
         OrderNotice,
         OrderNoticeKind,
         OrderRequest,
         OrderStatus,
         PlacedSubscriptions,
+        PlaceOrder,
+        StageRecord,
         TenantRef,
+        activating_detail,
     )
     from csp_core.stages import OpsAttention, OrderStage
     from temporalutil import search_attributes as sa
@@ -90,6 +100,12 @@ TENANT_OWNERSHIP = "tenant-ownership"
 # the provider's order-status event (`provider_order_changed`) cuts a provisioning retry's
 # backoff short: the look-up runs at once.
 PROVISIONING_WAKE = "provisioning-wake"
+# the process in folded steps (activities/order_steps.py): a round trip per step, stages recorded
+# by the step that follows, e-mails sent on the way (issue 11).
+LEAN_ORDER = "lean-order"
+# Ops confirmed an acceptance: the provider gets this long to show the tenant before the order
+# fails (eventual consistency; a wrong confirmation must not keep the order forever).
+LINK_PATIENCE = timedelta(days=1)
 
 
 @workflow.defn
@@ -122,30 +138,150 @@ class LicenseOrderWorkflow:
         return self.status()
 
     async def _process(self, request: OrderRequest) -> None:
-        order = self._order
         try:
-            await workflow.execute_activity_method(
-                OrderActivities.record_order, order, summary="Record order", **BOOKKEEPING
-            )
-            await self._enter(OrderStage.RECEIVED, "Order received and recorded.")
-            if order.tenant.mode is TenantMode.CREATE:
-                tenant = await self._create_tenant(request)
+            if workflow.patched(LEAN_ORDER):
+                await self._in_steps(request)
             else:
-                tenant = await self._link_tenant(request)
-            if tenant is None:  # expired while waiting for the client
-                return
-            if self._cancel_reason is not None:
-                await self._cancelled()
-                return
-            self._tenant = tenant
-            await self._place_order(tenant)
-            await self._activate(tenant, request)
+                await self._step_by_step(request)
+        except _Expired:
+            pass
         except _Cancelled:
             await self._cancelled()
         except ActivityError as err:
-            await self._failed(_failure(err, order.domain))
+            await self._failed(_failure(err, self._order.domain))
         except _Failed as failed:
             await self._failed(failed.failure)
+
+    async def _in_steps(self, request: OrderRequest) -> None:
+        """Open (record it, find the tenant, invite the client if need be), wait for the
+        client's acceptance if need be, place, then activate once provisioned."""
+        order = self._order
+        if order.tenant.mode is TenantMode.CREATE:
+            opening = StageRecord(
+                stage=OrderStage.CREATING_TENANT,
+                detail=f"Checking that **{order.domain}** is free, then creating the client's "
+                "tenant.",
+            )
+        else:
+            opening = StageRecord(
+                stage=OrderStage.LINKING_TENANT, detail=f"Looking up tenant **{order.domain}**."
+            )
+        self._show(opening.stage, opening.detail)
+        since = workflow.now()  # the wait for the client's acceptance, if any, starts now
+        deadline = request.acceptance.deadline(since)
+        opened = await workflow.execute_activity_method(
+            OrderSteps.open_order,
+            OpenOrder(
+                order=order,
+                record=opening,
+                waiting=StageRecord(
+                    stage=OrderStage.AWAITING_PARTNER_ACCEPTANCE,
+                    detail=_waiting_detail(order.domain, since, deadline, reminders_sent=0),
+                ),
+                deadline=deadline,
+            ),
+            summary="Record order, find tenant",
+            **PROVIDER_CALL,
+        )
+        tenant: TenantRef | None
+        if opened.domain_check is not None:
+            tenant = await self._tenant_to_create(
+                request, opened.domain_check, since, opened.invited
+            )
+        else:
+            assert opened.link_check is not None
+            tenant = opened.link_check.tenant
+            if tenant is None:
+                self._raise_if_cancelled()
+                poll = opened.link_check.other_resellers_tenant is None
+                if not await self._await_partner_acceptance(
+                    request, poll_provider=poll, since=since, invited=opened.invited
+                ):
+                    return
+                tenant = self._tenant  # found by the provider poll; else ops confirmed it
+        if self._cancel_reason is not None:
+            await self._cancelled()
+            return
+        await self._place_and_activate(request, tenant)
+
+    async def _tenant_to_create(
+        self, request: OrderRequest, check: DomainCheck, since: datetime, invited: bool
+    ) -> TenantRef | None:
+        """Create mode: ours already (None: another reseller's, accepted now), or create it."""
+        if check.known_tenant is not None:
+            if check.reseller_accepted:
+                return check.known_tenant
+            if not await self._await_partner_acceptance(
+                request, poll_provider=False, since=since, invited=invited
+            ):
+                raise _Expired()
+            return None  # the place step links it
+        if not check.available:
+            raise _Failed(_domain_taken(self._order.domain))
+        self._raise_if_cancelled()
+        tenant = await workflow.execute_activity_method(
+            OrderActivities.create_tenant, self._order, summary="Create tenant", **PROVIDER_WRITE
+        )
+        if tenant.unrecorded is not None:
+            tenant = await self._record_created_tenant(tenant)
+        return tenant
+
+    async def _place_and_activate(self, request: OrderRequest, tenant: TenantRef | None) -> None:
+        order = self._order
+        placing = StageRecord(
+            stage=OrderStage.PLACING_ORDER,
+            detail=f"Placing {len(order.items)} line(s) on tenant **{order.domain}**.",
+        )
+        self._show(placing.stage, placing.detail)
+        done = await workflow.execute_activity_method(
+            OrderSteps.place,
+            PlaceOrder(
+                order=order,
+                tenant=tenant,
+                record=placing,
+                link_by=workflow.now() + LINK_PATIENCE if tenant is None else None,
+            ),
+            summary="Place order with provider",
+            **PROVIDER_WRITE,
+        )
+        self._tenant, self._placed = done.tenant, done.placed
+        self._show(OrderStage.ACTIVATING, activating_detail(done.placed))
+        active = StageRecord(
+            stage=OrderStage.ACTIVE,
+            detail=f"Active on **{done.tenant.domain}**: "
+            f"{len(done.placed.subscription_ids)} subscription(s).",
+        )
+        activation = ActivateOrder(
+            order=order, tenant=done.tenant, placed=done.placed, record=active
+        )
+        activated = await self._await_provisioning(
+            done.tenant, request.provisioning_escalation, activation
+        )
+        self._show(active.stage, active.detail)
+        if activated is None or not activated.notified:
+            await self._notify(
+                OrderNoticeKind.ACTIVE, tenant_created=done.tenant.credentials_ref is not None
+            )
+
+    async def _step_by_step(self, request: OrderRequest) -> None:
+        """The process as workflows started before LEAN_ORDER run it (replayed as it was)."""
+        order = self._order
+        await workflow.execute_activity_method(
+            OrderActivities.record_order, order, summary="Record order", **BOOKKEEPING
+        )
+        await self._enter(OrderStage.RECEIVED, "Order received and recorded.")
+        if order.tenant.mode is TenantMode.CREATE:
+            tenant = await self._create_tenant(request)
+        else:
+            tenant = await self._link_tenant(request)
+        if tenant is None:  # expired while waiting for the client
+            return
+        if self._cancel_reason is not None:
+            await self._cancelled()
+            return
+        self._tenant = tenant
+        await self._place_order(tenant)
+        await self._activate(tenant, request)
 
     async def _create_tenant(self, request: OrderRequest) -> TenantRef | None:
         order = self._order
@@ -163,13 +299,7 @@ class LicenseOrderWorkflow:
                 return check.known_tenant
             return await self._join_other_resellers_tenant(request)
         if not check.available:
-            raise _Failed(
-                OrderFailure(
-                    code=FailureCode.DOMAIN_TAKEN,
-                    domain=order.domain,
-                    detail=f"the domain {order.domain} is already taken at the provider",
-                )
-            )
+            raise _Failed(_domain_taken(order.domain))
         self._raise_if_cancelled()
         tenant = await workflow.execute_activity_method(
             OrderActivities.create_tenant, order, summary="Create tenant", **PROVIDER_WRITE
@@ -232,21 +362,36 @@ class LicenseOrderWorkflow:
         return self._tenant
 
     async def _await_partner_acceptance(
-        self, request: OrderRequest, *, poll_provider: bool = True
+        self,
+        request: OrderRequest,
+        *,
+        poll_provider: bool = True,
+        since: datetime | None = None,
+        invited: bool = False,
     ) -> bool:
         """Invite, remind, poll the provider, and give up at the deadline.
 
         Without `poll_provider` (a tenant already ours through another reseller: the provider
-        shows our relationship already) only the confirmed acceptance counts."""
+        shows our relationship already) only the confirmed acceptance counts. With `since` (the
+        folded steps) the wait began then and is recorded already; `invited`: the invitation is
+        sent already."""
         order, policy = self._order, request.acceptance
-        self._waiting_since = workflow.now()
+        self._waiting_since = since or workflow.now()
         self._deadline = policy.deadline(self._waiting_since)
         reminders = policy.reminder_times(self._waiting_since)
-        await self._enter(OrderStage.AWAITING_PARTNER_ACCEPTANCE, self._waiting_detail())
-        workflow.upsert_search_attributes(
-            [sa.ACCEPTANCE_DEADLINE.value_set(self._deadline), sa.REMINDER_COUNT.value_set(0)]
-        )
-        await self._notify(OrderNoticeKind.INVITATION, deadline=self._deadline)
+        waiting_attributes = [
+            sa.ACCEPTANCE_DEADLINE.value_set(self._deadline),
+            sa.REMINDER_COUNT.value_set(0),
+        ]
+        if since is not None:
+            self._show(
+                OrderStage.AWAITING_PARTNER_ACCEPTANCE, self._waiting_detail(), waiting_attributes
+            )
+        else:
+            await self._enter(OrderStage.AWAITING_PARTNER_ACCEPTANCE, self._waiting_detail())
+            workflow.upsert_search_attributes(waiting_attributes)
+        if not invited:
+            await self._notify(OrderNoticeKind.INVITATION, deadline=self._deadline)
 
         next_poll = self._waiting_since + policy.poll_interval
         while not self._accepted():
@@ -341,10 +486,14 @@ class LicenseOrderWorkflow:
             OrderNoticeKind.ACTIVE, tenant_created=tenant.credentials_ref is not None
         )
 
-    async def _await_provisioning(self, tenant: TenantRef, escalate_after: timedelta) -> None:
+    async def _await_provisioning(
+        self, tenant: TenantRef, escalate_after: timedelta, activation: ActivateOrder | None = None
+    ) -> OrderActivated | None:
         """Poll (by activity retries) until provisioned. Placed-but-pending never becomes
-        FAILED: past the horizon ops are asked to look, and polling goes on."""
+        FAILED: past the horizon ops are asked to look, and polling goes on. With `activation`
+        (the folded steps) the look-up that finds it provisioned activates the order too."""
         assert self._placed is not None
+        activated: OrderActivated | None = None
         escalate_at = workflow.now() + escalate_after
         escalated = False
         while True:
@@ -358,8 +507,10 @@ class LicenseOrderWorkflow:
                 )
             window = PROVISIONING_RECHECK if escalated else escalate_at - workflow.now()
             try:
-                if workflow.patched(PROVISIONING_WAKE):
-                    await self._provisioning_look_ups(tenant, workflow.now() + window)
+                if activation is not None or workflow.patched(PROVISIONING_WAKE):
+                    activated = await self._provisioning_look_ups(
+                        tenant, workflow.now() + window, activation
+                    )
                 else:
                     await workflow.execute_activity_method(
                         OrderActivities.await_provisioning,
@@ -384,29 +535,43 @@ class LicenseOrderWorkflow:
                 )
         if escalated:
             self._alerts.clear(OpsAttention.PROVISIONING_SLOW)
+        return activated
 
-    async def _provisioning_look_ups(self, tenant: TenantRef, until: datetime) -> None:
+    async def _provisioning_look_ups(
+        self, tenant: TenantRef, until: datetime, activation: ActivateOrder | None = None
+    ) -> OrderActivated | None:
         """The provisioning look-up with its retries until `until`; an order-status event
         (provider_order_changed) cancels the one waiting out its backoff and looks at once."""
         assert self._placed is not None
         while True:
             seen = self._provider_news
-            look_up = workflow.start_activity_method(
-                OrderActivities.await_provisioning,
-                args=[tenant, self._placed],
-                summary="Wait for provisioning",
+            timing: dict[str, Any] = dict(
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=max(until - workflow.now(), timedelta(minutes=1)),
                 retry_policy=PROVISIONING_RETRY,
             )
+            look_up: workflow.ActivityHandle[Any]
+            if activation is not None:
+                look_up = workflow.start_activity_method(
+                    OrderSteps.provision_and_activate,
+                    activation,
+                    summary="Activate once provisioned",
+                    **timing,
+                )
+            else:
+                look_up = workflow.start_activity_method(
+                    OrderActivities.await_provisioning,
+                    args=[tenant, self._placed],
+                    summary="Wait for provisioning",
+                    **timing,
+                )
             await workflow.wait_condition(
                 lambda h=look_up, n=seen: h.done() or self._provider_news != n  # type: ignore[misc]
             )
             if not look_up.done():
                 look_up.cancel()
             try:
-                await look_up
-                return
+                return await look_up
             except ActivityError as err:
                 if not isinstance(err.cause, CancelledError):
                     raise
@@ -505,13 +670,21 @@ class LicenseOrderWorkflow:
 
     def _waiting_detail(self) -> str:
         assert self._waiting_since is not None and self._deadline is not None
-        return (
-            f"Waiting since {business_time(self._waiting_since)} for the client's Global Admin "
-            f"to accept us and Ingram Micro as partners on **{self._order.domain}**. "
-            f"Reminders sent: {self._reminders_sent}. Expires {business_time(self._deadline)}."
+        return _waiting_detail(
+            self._order.domain, self._waiting_since, self._deadline, self._reminders_sent
         )
 
+    def _show(
+        self, stage: OrderStage, detail: str, attributes: Sequence[SearchAttributeUpdate] = ()
+    ) -> None:
+        """The stage for ops (search attribute, current details); the registry hears of it from
+        the step that runs next (StageRecord)."""
+        self._stage = stage
+        workflow.upsert_search_attributes([sa.ORDER_STAGE.value_set(stage.value), *attributes])
+        self._set_details(detail)
+
     async def _enter(self, stage: OrderStage, detail: str) -> None:
+        """The stage for ops and, at once, for the registry (its own local activity)."""
         self._stage = stage
         workflow.upsert_search_attributes([sa.ORDER_STAGE.value_set(stage.value)])
         self._set_details(detail)
@@ -544,6 +717,10 @@ class LicenseOrderWorkflow:
         )
 
 
+class _Expired(Exception):
+    """Internal: the client did not accept us in time (EXPIRED is entered and told already)."""
+
+
 class _Cancelled(Exception):
     """Internal: unwinds the process when a cancel_order signal was taken."""
 
@@ -561,6 +738,22 @@ def _cancel_refusal(order_id: str, stage: OrderStage) -> str:
         f"order {order_id} is at stage {stage.value}: it is already placed with the provider "
         "and can no longer be cancelled as an order; cancel its subscriptions within 168 h of "
         "the purchase instead (New Commerce rules)"
+    )
+
+
+def _domain_taken(domain: str) -> OrderFailure:
+    return OrderFailure(
+        code=FailureCode.DOMAIN_TAKEN,
+        domain=domain,
+        detail=f"the domain {domain} is already taken at the provider",
+    )
+
+
+def _waiting_detail(domain: str, since: datetime, deadline: datetime, reminders_sent: int) -> str:
+    return (
+        f"Waiting since {business_time(since)} for the client's Global Admin "
+        f"to accept us and Ingram Micro as partners on **{domain}**. "
+        f"Reminders sent: {reminders_sent}. Expires {business_time(deadline)}."
     )
 
 

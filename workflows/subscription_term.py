@@ -127,8 +127,9 @@ class SubscriptionTerms:
         if first_run:
             self._notices_ahead = expiry_notices_ahead(self._term_ends_at, workflow.now(), self._tz)
             self._show()
-            async with self._changing:  # its seats are the registry's until a change is done
-                await self._record_term()
+            if not self._start.term_recorded:  # else its starter recorded it (input: replay-safe)
+                async with self._changing:  # its seats are the registry's until a change is done
+                    await self._record_term()
         while True:
             at, days_before = self._next_moment()
             await self._wait_until(at, days_before)

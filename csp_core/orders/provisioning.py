@@ -74,6 +74,70 @@ class PlacedSubscriptions(_Model):
     subscription_ids: list[str]
 
 
+class StageRecord(_Model):
+    """A stage for the registry, written by the activity that runs next (its first step) rather
+    than by a round trip of its own: the workflow's search attribute says it at once."""
+
+    stage: OrderStage
+    detail: str
+
+
+class OpenOrder(_Model):
+    """Record the order and find its tenant (create mode: is the domain free? link mode: is the
+    tenant ours, or has the client accepted us?) in one step.
+
+    When the client must accept us first, the same step records the wait and e-mails the
+    invitation (best effort: `OrderOpened.invited` says whether the workflow must still send it).
+    """
+
+    order: Order
+    record: StageRecord  # CREATING_TENANT or LINKING_TENANT
+    waiting: StageRecord  # AWAITING_PARTNER_ACCEPTANCE, recorded only if the client must accept
+    deadline: datetime  # the acceptance deadline the invitation names
+
+
+class OrderOpened(_Model):
+    domain_check: DomainCheck | None = None  # create mode
+    link_check: LinkCheck | None = None  # link mode
+    invited: bool = False  # the client must accept us: wait recorded and invitation e-mailed
+
+
+class PlaceOrder(_Model):
+    """Place the order on the tenant; `tenant` None: link the tenant the client accepted (as
+    ops confirmed) first, giving up at `link_by` if the provider still does not show it."""
+
+    order: Order
+    tenant: TenantRef | None
+    record: StageRecord  # PLACING_ORDER
+    link_by: datetime | None = None
+
+
+class OrderPlaced(_Model):
+    tenant: TenantRef
+    placed: PlacedSubscriptions
+
+
+class ActivateOrder(_Model):
+    """Once provisioned: record the licenses, start their SubscriptionWorkflows, record the order
+    ACTIVE and e-mail the reseller (best effort: `OrderActivated.notified`)."""
+
+    order: Order
+    tenant: TenantRef
+    placed: PlacedSubscriptions
+    record: StageRecord  # ACTIVE
+
+
+class OrderActivated(_Model):
+    notified: bool = False  # the ACTIVE e-mail went out; else the workflow sends it
+
+
+def activating_detail(placed: PlacedSubscriptions) -> str:
+    return (
+        f"Provider order `{placed.provider_order_id}` placed; waiting for "
+        f"{len(placed.subscription_ids)} subscription(s) to be provisioned."
+    )
+
+
 class OrderNoticeKind(StrEnum):
     INVITATION = "invitation"
     ACCEPTANCE_REMINDER = "acceptance_reminder"

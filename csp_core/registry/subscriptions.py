@@ -239,6 +239,33 @@ class SubscriptionStore(Store):
         allowed = None if only_from is None else {SubscriptionStatus(s).value for s in only_from}
         return self._update_subscription(subscription_id, values, only_from=allowed)
 
+    def record_activation(
+        self,
+        subscription_id: str,
+        activated_at: datetime,
+        *,
+        seats: int,
+        auto_renew: bool,
+        term_started_at: datetime,
+        term_ends_at: datetime,
+    ) -> SubscriptionRecord:
+        """An order's license became active: its status, seats, auto-renew and first term as the
+        provider shows them, in one write (what `record_term` would write when its
+        SubscriptionWorkflow starts, so the workflow need not)."""
+        if seats < 1:
+            raise ValueError(f"quantity must be at least 1 (got {seats})")
+        if term_ends_at <= term_started_at:
+            raise ValueError(f"a term ends after it starts ({term_started_at} .. {term_ends_at})")
+        values: dict[str, Any] = {
+            "status": SubscriptionStatus.ACTIVE.value,
+            "activated_at": as_utc(activated_at),
+            "quantity": seats,
+            "auto_renew": auto_renew,
+            "term_started_at": as_utc(term_started_at),
+            "term_ends_at": as_utc(term_ends_at),
+        }
+        return self._update_subscription(subscription_id, values)
+
     def set_subscription_quantity(self, subscription_id: str, quantity: int) -> SubscriptionRecord:
         """Record the seats the provider now bills (the total, as it answered a change)."""
         if quantity < 1:

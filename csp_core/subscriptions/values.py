@@ -60,6 +60,9 @@ class SubscriptionStart(_Model):
     auto_renew: bool = True
     # Where the expiry notices' local time (09:00) is read; a business setting, snapshotted.
     business_timezone: str = DEFAULT_BUSINESS_TIMEZONE
+    # The starter recorded the first term, seats and auto-renew in the registry already (an
+    # order's activation does, in the same write as the status): the workflow need not.
+    term_recorded: bool = False
     # Set only when a run continues as new: the state it hands over (then it, not the fields
     # above, says what the subscription is now).
     carried: SubscriptionCarry | None = None
