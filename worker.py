@@ -74,11 +74,14 @@ def activities_of(*instances: object) -> list:
 class Workers:
     """The main task queue and the renewal cycle's queue, served by one process."""
 
-    def __init__(self, client: Client, task_queue: str, activities: list) -> None:
+    def __init__(
+        self, client: Client, task_queue: str, activities: list, *, strict_sandbox: bool = False
+    ) -> None:
         self._running = AsyncExitStack()
         common = dict(
             activities=activities,
-            workflow_runner=workflow_runner(),
+            # Tests run the strict sandbox; production shares the workflow modules (sandbox.py).
+            workflow_runner=workflow_runner(strict=strict_sandbox),
             # Bad payloads fail the workflow cleanly instead of retrying its task forever.
             workflow_failure_exception_types=[pydantic.ValidationError],
             graceful_shutdown_timeout=timedelta(seconds=15),
@@ -119,8 +122,16 @@ class Workers:
         await self._running.__aexit__(*exc)
 
 
-def create_worker(client: Client, task_queue: str, activity_instances: Sequence[object]) -> Workers:
-    return Workers(client, task_queue, activities_of(*activity_instances))
+def create_worker(
+    client: Client,
+    task_queue: str,
+    activity_instances: Sequence[object],
+    *,
+    strict_sandbox: bool = False,
+) -> Workers:
+    return Workers(
+        client, task_queue, activities_of(*activity_instances), strict_sandbox=strict_sandbox
+    )
 
 
 async def build_activities(

@@ -84,7 +84,9 @@ async def test_order_history_on_the_server_is_sealed(stack: Stack) -> None:
     payloads: a client without the key sees no client data in the history."""
     sealed_client = Client(**{**stack.env.client.config(), "data_converter": data_converter([KEY])})
     order = example("order-create.json")
-    async with create_worker(sealed_client, f"{stack.task_queue}-sealed", stack.activities()):
+    async with create_worker(
+        sealed_client, f"{stack.task_queue}-sealed", stack.activities(), strict_sandbox=True
+    ):
         settings = stack.settings.model_copy(update={"task_queue": f"{stack.task_queue}-sealed"})
         submitted = await order_api.submit_order(sealed_client, stack.registry, order, settings)
         stack.started.append(submitted.workflow_id)

@@ -38,7 +38,9 @@ async def test_saved_history_replays_on_current_code(path: Path) -> None:
     assert history.events[-1].event_type  # a whole history, ending in its close event
 
     replayer = Replayer(
-        workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER, workflow_runner=workflow_runner()
+        workflows=list(WORKFLOWS),
+        data_converter=DATA_CONVERTER,
+        workflow_runner=workflow_runner(strict=True),
     )  # exactly as the worker runs them
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
 

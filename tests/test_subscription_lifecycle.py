@@ -339,7 +339,7 @@ async def test_a_workflow_started_before_terms_follows_them_once_told(stack: Sta
         )
         await stack.first_task_done(v5)
 
-    async with create_worker(stack.env.client, queue, stack.activities()):
+    async with create_worker(stack.env.client, queue, stack.activities(), strict_sandbox=True):
         handle = stack.env.client.get_workflow_handle_for(SubscriptionWorkflow.run, handle.id)
         assert (await details(handle)).next_notice_at is None  # replayed as v5: no terms
 

@@ -44,7 +44,7 @@ async def test_failed_workflow_task_is_logged_without_logging_errors(
         ts_env.client,
         task_queue=task_queue,
         workflows=[AlwaysFailingTask],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(strict=True),
     ):
         handle = await ts_env.client.start_workflow(
             AlwaysFailingTask.run, id=f"broken-{uuid.uuid4()}", task_queue=task_queue

@@ -142,7 +142,9 @@ class Stack:
     @asynccontextmanager
     async def worker(self) -> AsyncIterator[None]:
         try:
-            async with create_worker(self.env.client, self.task_queue, self.activities()):
+            async with create_worker(
+                self.env.client, self.task_queue, self.activities(), strict_sandbox=True
+            ):
                 yield
         finally:
             await self.terminate_leftovers()
