@@ -232,3 +232,27 @@ def process_peak_rss_mib(pid: int | None) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def process_rss_mib(pid: int | None) -> float | None:
+    """A running process's current resident set (VmRSS), MiB."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+async def worker_idle(worker: WorkerProcess, idle_cpu_s: float = 0.05) -> None:
+    """Until the worker has spent under `idle_cpu_s` of CPU in a second (its backlog is done)."""
+    last = (await worker.usage())["cpu_s"]
+    while True:
+        await asyncio.sleep(1.0)
+        now = (await worker.usage())["cpu_s"]
+        if now - last < idle_cpu_s:
+            return
+        last = now
