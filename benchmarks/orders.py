@@ -33,7 +33,7 @@ for create). Prints a table and, as its LAST line, one JSON object: `orders_per_
 workload), `p50_ms_paced`, `p95_ms_paced`, then each workload's details. Stops by itself: each
 workload has a time limit (--timeout); workflows still running then are terminated and the
 figures cover the completed ones. Exit code 0 ok, 1 failures or failed checks, 2 a time limit
-was hit.
+was hit, 130 interrupted (Ctrl-C or SIGTERM, cleaning up as it goes).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ import asyncio
 import gc
 import json
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import Awaitable
@@ -98,6 +99,11 @@ async def benchmark(args: argparse.Namespace) -> int:
     mode = f"{args.concurrency} in flight" if args.concurrency else "all at once"
     if args.rate > 0:
         mode += f", started at {args.rate:g}/s"
+    # SIGTERM stops the run like Ctrl-C: the worker, the dev server and the temporary
+    # directory are cleaned up on the way out.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
 
     with (
         tempfile.TemporaryDirectory(prefix="csp-bench-") as tmp,
@@ -401,7 +407,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    rc = asyncio.run(benchmark(args))
+    try:
+        rc = asyncio.run(benchmark(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted", file=sys.stderr)
+        rc = 130
     gc.collect()  # sdk-python#300: avoid the native runtime's crash at interpreter exit
     return rc
 
