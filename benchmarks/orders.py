@@ -19,11 +19,14 @@ Center sandbox (no provisioning delay), an SMTP sink, a SQLite registry and ONE 
 
 Workloads 1 and 2 are closed loops with --concurrency workflows in flight. Throughput is the
 capacity of the stack only while enough are in flight to keep the worker and the server busy
-(Little's law: throughput ≤ in flight / latency). An unloaded link-invite order takes a few
-seconds (its steps, a visibility poll, the signal), so 25 in flight would cap the measurement
-near 10/s, the goal itself; 50 leaves the cap at ~20/s while the last 50 draining stays a small
-part of a 200-order run. The driver finds waiting workflows as ops would, with one visibility
-query per tick (OrderStage='AWAITING_PARTNER_ACCEPTANCE'), and signals each once.
+(Little's law: throughput ≤ in flight / latency). An unloaded order takes 1-2 s (its steps,
+a visibility poll, the signal; a paced create-mode order ~1.2 s today), so 25 in flight would
+cap the measurement near 10-20/s, about the goal itself; 50 leaves room above it while the last
+50 draining stays a small part of a 200-order run. (Today's order saturates the stack either
+way: 25 and 50 in flight measured the same 3-4 orders/s, p50 7 s and 15 s.) The default
+--timeout (90 s per workload) bounds the run while today's 200 orders (~50-60 s) finish. The
+driver finds waiting workflows as ops would, with one visibility query per tick
+(OrderStage='AWAITING_PARTNER_ACCEPTANCE'), and signals each once.
 
 Checks afterwards: every completed order left active licenses, a provider order and exactly its
 e-mails in the SMTP sink (by X-CSP-Key/X-CSP-Kind: invitation + active for link-invite, active
@@ -387,7 +390,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--paced-rate", type=float, default=5.0, help="their offered submits per second"
     )
-    parser.add_argument("--timeout", type=float, default=60.0, help="time limit per workload, s")
+    parser.add_argument("--timeout", type=float, default=90.0, help="time limit per workload, s")
     parser.add_argument(
         "--poll", type=float, default=0.1, help="seconds between looks for waiting workflows"
     )
