@@ -8,12 +8,16 @@ benchmarks/orderkit.py, i.e. worker.create_worker + worker.wire_activities, the 
 the SDK's and our metrics on, the sticky cache bound worker.MAX_CACHED_WORKFLOWS), seeds one
 client tenant per order in the sandbox (visible at the provider, not yet our customer), then
 submits --orders link-invite orders through order_api.submit_order, --concurrency at a time,
-and leaves them waiting: nobody accepts. It waits until visibility counts every order at
-OrderStage='AWAITING_PARTNER_ACCEPTANCE', every invitation e-mail is in the SMTP sink and the
-worker is idle, then reads the worker process's resident set from /proc.
+and leaves them waiting: nobody accepts. By default the submits come as a burst (an end of
+month): they outrun the worker, so the server holds a backlog of thousands of orders on their
+way to the wait, and the worker cycles them through its sticky cache. --window N submits only
+while fewer than N submitted orders are not waiting yet (the steady state, not the burst).
+Then it waits until visibility counts every order at OrderStage='AWAITING_PARTNER_ACCEPTANCE',
+every invitation e-mail is in the SMTP sink and the worker is idle, and reads the worker
+process's resident set from /proc.
 
 `waiting_orders_rss_mb` is the worker's CURRENT resident set (VmRSS) with the N orders waiting,
-in MB (10^6 bytes, as the goal is stated; `..._mib` gives MiB): what holding them costs, which
+in MB (10^6 bytes, as the goal is stated; `rss_mib` gives MiB): what holding them costs, which
 is what a worker must be sized for while orders wait for days. The peak (VmHWM) also holds the
 start burst's transients (workflow tasks and activities in flight, replays after cache
 evictions) and is reported beside it as `waiting_orders_peak_rss_mb`; CPython seldom gives
@@ -124,20 +128,38 @@ async def submit_all(
     registry: Registry,
     orders: list[Order],
     settings: Settings,
-    concurrency: int,
+    args: argparse.Namespace,
+    waiting_query: str,
     figures: Figures,
 ) -> None:
-    gate = asyncio.Semaphore(concurrency)
+    """Submit every order, --concurrency submits at a time; with --window, only while fewer
+    than that many submitted orders are not waiting yet (visibility count)."""
+    gate = asyncio.Semaphore(args.concurrency)
+    waiting = 0
+
+    async def watch() -> None:
+        nonlocal waiting
+        while True:
+            waiting = await count(client, waiting_query)
+            await asyncio.sleep(0.5)
 
     async def one(order: Order) -> None:
         async with gate:
+            while args.window and figures.submitted - waiting >= args.window:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
             try:
                 await order_api.submit_order(client, registry, order, settings)
                 figures.submitted += 1
             except Exception as error:  # noqa: BLE001 (reported, the others go on)
                 figures.failures.append(f"{order.order_id}: {error!r}")
 
-    await asyncio.gather(*(one(order) for order in orders))
+    watcher = asyncio.create_task(watch()) if args.window else None
+    try:
+        await asyncio.gather(*(one(order) for order in orders))
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
 
 
 async def progress(
@@ -199,8 +221,9 @@ async def measure(
         figures.invitations = await asyncio.to_thread(count_invitations, sink.outbox)
         return figures.invitations >= figures.submitted
 
+    window = f", at most {args.window} not waiting yet" if args.window else ""
     print(
-        f"submitting {args.orders} link-invite orders, {args.concurrency} at a time...",
+        f"submitting {args.orders} link-invite orders, {args.concurrency} at a time{window}...",
         flush=True,
     )
     server_before = process_cpu_seconds(server_pid)
@@ -210,7 +233,7 @@ async def measure(
     ticker = asyncio.create_task(progress(client, worker, waiting_query, began, figures))
     try:
         await step(
-            "submits", submit_all(client, registry, orders, settings, args.concurrency, figures)
+            "submits", submit_all(client, registry, orders, settings, args, waiting_query, figures)
         )
         figures.submit_s = time.perf_counter() - began
         print(f"  all submitted in {figures.submit_s:.1f}s; waiting for them to wait...")
@@ -370,6 +393,7 @@ def report(args: argparse.Namespace, f: Figures) -> None:
         "driver_cpu_ms_per_waiting_order": _per_ms(f.driver_cpu_s, n),
         "orders": f.orders,
         "concurrency": args.concurrency,
+        "window": args.window,
         **{
             key: round(value, 2) if isinstance(value, float) else value
             for key, value in asdict(f).items()
@@ -389,10 +413,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=10_000, help="orders left waiting")
     parser.add_argument("--concurrency", type=int, default=32, help="submits in flight at a time")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=0,
+        help="submit only while fewer orders than this are not waiting yet (0: no bound, a burst)",
+    )
     parser.add_argument("--timeout", type=float, default=2400.0, help="time limit, s")
     args = parser.parse_args(argv)
-    if args.orders < 1 or args.concurrency < 1 or args.timeout <= 0:
-        parser.error("--orders and --concurrency must be ≥ 1; --timeout > 0")
+    if args.orders < 1 or args.concurrency < 1 or args.window < 0 or args.timeout <= 0:
+        parser.error("--orders and --concurrency must be ≥ 1; --window ≥ 0; --timeout > 0")
     return args
 
 
