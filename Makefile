@@ -36,7 +36,7 @@ format: install
 
 # Benchmarks print their figures; they are not tests (pytest never collects benchmarks/).
 # `make bench` runs orders, waiting and renewals (each its own stack) and prints issue 11's goals
-# beside the figures, its last line one JSON object; at the issue's sizes it takes ~30-40 min.
+# beside the figures, its last line one JSON object; at the issue's sizes it takes ~40 min.
 # A quick run: make bench BENCH_ARGS="--waiting 1000 --charges 1000"
 BENCH_ARGS ?=
 RENEWAL_CHARGES ?= 10000
