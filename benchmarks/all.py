@@ -10,7 +10,7 @@ not measured) and `benchmarks` (each one's exit code).
 
 The defaults are the issue's sizes (200 link-invite orders, 100 paced create-mode orders,
 10,000 waiting orders, 10,000 renewal charges): about 40 minutes on the 2-core box with today's
-order (orders ~4, waiting ~21, renewals ~15). A quick run (~5 minutes):
+order (orders ~4, waiting ~21, renewals ~15). A quick run (~8 minutes):
 `make bench BENCH_ARGS="--waiting 1000 --charges 1000"` (or `--only orders`).
 
 Exit code: 1 if a benchmark failed its own checks, crashed or printed no summary, else 2 if one
