@@ -19,10 +19,10 @@ tenant per 10 subscriptions, activated two months before the period), then:
    benchmark also times until every notice is in the sink and the worker is idle.
 
 Prints a table, issue 11's three goals beside their figures, and as its LAST line one JSON
-object (`make bench` merges it): `renewal_start_ratio` (renewal over bare starts per second),
-`worker_cpu_ms_per_renewal` (worker CPU, cycle start → worker idle, per renewal),
-`worker_peak_rss_mib_renewals`, `events_per_renewal` (history length of 20 sampled renewals,
-waiting), `server_cpu_ms_per_renewal`, then the time to start every renewal workflow, the
+object (benchmarks/all.py, `make bench`, reads it): `renewal_start_ratio` (renewal over bare
+starts per second), `worker_cpu_ms_per_renewal` (worker CPU, cycle start → worker idle, per
+renewal), `worker_peak_rss_mib_renewals`, `events_per_renewal` (history length of 20 sampled
+renewals, waiting), `server_cpu_ms_per_renewal`, then the time to start every renewal workflow, the
 cycle's pages and runs, the notices e-mailed and the CPU seconds of the dev server, the worker
 and this process (the driver, which also runs the sandbox and the SMTP sink). The worker is
 the production one: worker.wire_activities, the provider metered, the SDK's and our metrics
@@ -816,7 +816,7 @@ def report(args: argparse.Namespace, f: Figures) -> None:
         return {k: _r(v, 1) for k, v in asdict(c).items()}
 
     summary = {
-        # The three figures issue 11 sets goals for (benchmarks/baseline.py merges these).
+        # The three figures issue 11 sets goals for (benchmarks/all.py reads these).
         "renewal_start_ratio": _r(ratio, 3),
         "worker_cpu_ms_per_renewal": _r(worker_ms, 1),
         "worker_peak_rss_mib_renewals": _r(f.worker_peak_rss_mib, 0),

@@ -117,35 +117,37 @@ class WorkerProcess:
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
+        self._exchanging = threading.Lock()
         self.process = context.Process(
             target=_worker_main, args=(serve, config, child), name=name, daemon=True
         )
 
-    async def _receive(self, expected: str, wait_s: float) -> Usage:
-        ready = await asyncio.to_thread(self._conn.poll, wait_s)
-        if not ready:
-            raise RuntimeError(f"worker process: no {expected!r} within {wait_s:.0f}s")
-        kind, answer = self._conn.recv()
+    def _exchange(self, message: str | None, expected: str, wait_s: float) -> Usage:
+        """Send `message` (if any) and receive its answer, one exchange at a time: callers may
+        overlap (a progress line while waiting for idle), and one cancelled while its thread
+        waits must not leave its answer for the next caller."""
+        with self._exchanging:
+            if message is not None:
+                self._conn.send(message)
+            if not self._conn.poll(wait_s):
+                raise RuntimeError(f"worker process: no {expected!r} within {wait_s:.0f}s")
+            kind, answer = self._conn.recv()
         if kind != expected:
             raise RuntimeError(f"worker process answered {kind!r}, expected {expected!r}")
         return answer
 
     async def start(self) -> Usage:
         self.process.start()
-        return await self._receive("ready", 60)
+        return await asyncio.to_thread(self._exchange, None, "ready", 60)
 
     async def usage(self) -> Usage:
-        self._conn.send("usage")
-        return await self._receive("usage", 10)
+        return await asyncio.to_thread(self._exchange, "usage", "usage", 10)
 
     async def stop(self) -> Usage | None:
         final = None
         if self.process.is_alive():
-            try:
-                self._conn.send("stop")
-                final = await self._receive("stopped", 30)
-            except (OSError, RuntimeError):
-                pass
+            with contextlib.suppress(OSError, RuntimeError):  # gone already: joined below
+                final = await asyncio.to_thread(self._exchange, "stop", "stopped", 30)
         await asyncio.to_thread(self.process.join, 10)
         if self.process.is_alive():
             self.process.terminate()
@@ -232,3 +234,27 @@ def process_peak_rss_mib(pid: int | None) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def process_rss_mib(pid: int | None) -> float | None:
+    """A running process's current resident set (VmRSS), MiB."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+async def worker_idle(worker: WorkerProcess, idle_cpu_s: float = 0.05) -> None:
+    """Until the worker has spent under `idle_cpu_s` of CPU in a second (its backlog is done)."""
+    last = (await worker.usage())["cpu_s"]
+    while True:
+        await asyncio.sleep(1.0)
+        now = (await worker.usage())["cpu_s"]
+        if now - last < idle_cpu_s:
+            return
+        last = now
