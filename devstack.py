@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import pydantic
 
 from csp_core.settings import DATA_DIR, SANDBOX_BASE_URL, get_settings
-from temporalutil.search_attributes import dev_server_args
+from temporalutil.dev_server import SQLITE_PRAGMAS, dev_server_args
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent
@@ -225,8 +225,7 @@ def services(workers: int = 1, ports: Ports | None = None) -> list[Service]:
         "--ip", "127.0.0.1", "--port", str(ports.temporal), "--ui-port", str(ports.ui),
         "--namespace", settings.temporal_namespace,
         "--db-filename", str(DATA_DIR / "temporal" / "temporal.db"),
-        # WAL: same durability for a dev box, ~2.5x the throughput of the default journal.
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+        *SQLITE_PRAGMAS,
         "--log-level", "warn",
         *dev_server_args(),
     ]  # fmt: skip

@@ -39,11 +39,11 @@ from sandbox.app import create_app
 from sandbox.state import SandboxState
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
+from temporalutil.dev_server import SQLITE_PRAGMAS, dynamic_config_args
 from temporalutil.logging import configure_logging
 
 TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
 TOKEN = "bench-token"
-WAL_PRAGMAS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
 
 Usage = dict[str, float]
 
@@ -60,7 +60,8 @@ async def start_dev_server(folder: Path) -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI),
         dev_server_database_filename=str(folder / "temporal.db"),
-        dev_server_extra_args=WAL_PRAGMAS,
+        # The dev stack's dynamic config (its search attributes come from search_attributes=).
+        dev_server_extra_args=[*SQLITE_PRAGMAS, *dynamic_config_args()],
         dev_server_log_level="error",
         search_attributes=sa.ALL,
         data_converter=DATA_CONVERTER,

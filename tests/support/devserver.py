@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
+from temporalutil.dev_server import SQLITE_PRAGMAS, dynamic_config_args
 
 TEMPORAL_CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "temporal"
 
@@ -22,18 +23,13 @@ async def dev_server(database: Path | None = None) -> AsyncIterator[WorkflowEnvi
     extra_args: list[str] = []
     if database is not None:
         extra_args = ["--db-filename", str(database)]
-        extra_args += [
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ]
+        extra_args += SQLITE_PRAGMAS
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI),
         search_attributes=sa.ALL,
         data_converter=DATA_CONVERTER,
         dev_server_log_level="error",
-        dev_server_extra_args=extra_args,
+        dev_server_extra_args=[*extra_args, *dynamic_config_args()],
     )
     async with env:
         yield env
