@@ -46,10 +46,12 @@ from workflows.subscription import SubscriptionWorkflow
 
 log = structlog.get_logger("worker")
 # Workflows kept in memory between their tasks (the sticky cache). Most of ours wait for days
-# (renewals, orders awaiting acceptance): one evicted costs nothing while it waits and is
-# replayed from its history when its timer or signal comes. Each cached one costs ~0.1-0.2 MB
-# (its own sandboxed copy of the workflow modules), so this bounds the worker's memory.
-MAX_CACHED_WORKFLOWS = 500
+# (renewals, orders awaiting acceptance, every license's subscription): one evicted costs
+# nothing while it waits and is replayed from its short history when its timer or signal comes.
+# Each cached one costs ~0.2 MiB (benchmarks/waiting.py: 500 cached took a ~180 MiB worker to
+# 290 MiB), so this bounds the worker's memory: ~225 MiB whatever the number waiting. 200 still
+# holds every order of a burst of 50 in flight between its steps (benchmarks/orders.py).
+MAX_CACHED_WORKFLOWS = 200
 
 WORKFLOWS: Sequence[type] = [
     LicenseOrderWorkflow,
