@@ -68,6 +68,8 @@ _BUCKETS = {
 }
 
 Labels = tuple[tuple[str, str], ...]
+# Attribute sets whose labels are kept (a worker has a few hundred: types, queues, outcomes).
+MAX_ATTRIBUTE_SETS = 4096
 
 
 def _label_value(value: Any) -> str:
@@ -144,6 +146,8 @@ class TemporalRuntimeMetrics(Collector):
         update: the drain runs on every worker task's metrics."""
         cached = self._keys.get(id(attributes))
         if cached is None or cached[0] is not attributes:
+            if len(self._keys) >= MAX_ATTRIBUTE_SETS:  # never a leak, whatever the runtime does
+                self._keys.clear()
             cached = (attributes, _labels({**attributes, **self._service}))
             self._keys[id(attributes)] = cached
         return cached[1]
