@@ -66,10 +66,14 @@ class Stack:
     started: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        # Polling the provider every 6 h (not the production hour) keeps month-long tests quick;
-        # the polling test sets its own interval.
+        # Polling the provider every ~6 h (not the production hour) keeps month-long tests
+        # quick; the polling test sets its own interval. 367 min (a prime) never lands on the
+        # whole days tests sleep before they signal: the time-skipping test server refuses a
+        # workflow task that cancels a timer firing at that very instant ("invalid history
+        # builder state for action") and the test hangs, where a real server has the worker
+        # replay it with the timer fired.
         self.settings = Settings(
-            task_queue=self.task_queue, ops_email=OPS_EMAIL, acceptance_poll_minutes=360
+            task_queue=self.task_queue, ops_email=OPS_EMAIL, acceptance_poll_minutes=367
         )
 
     async def submit(self, order: Order) -> WorkflowHandle:
