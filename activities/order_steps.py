@@ -129,7 +129,7 @@ class OrderSteps(OrderActivities):
 
     # ------------------------------------------------------------------ helpers
     async def _record_stage(self, order_id: str, record: StageRecord) -> None:
-        await in_thread(self.registry.set_order_stage, order_id, record.stage.value, record.detail)
+        await self.record_stage(order_id, record.stage, record.detail)
 
     async def _notify_on_the_way(self, notice: OrderNotice) -> bool:
         """Send `notice` now if the mail server takes it; False leaves it to the workflow."""

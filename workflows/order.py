@@ -156,16 +156,7 @@ class LicenseOrderWorkflow:
         """Open (record it, find the tenant, invite the client if need be), wait for the
         client's acceptance if need be, place, then activate once provisioned."""
         order = self._order
-        if order.tenant.mode is TenantMode.CREATE:
-            opening = StageRecord(
-                stage=OrderStage.CREATING_TENANT,
-                detail=f"Checking that **{order.domain}** is free, then creating the client's "
-                "tenant.",
-            )
-        else:
-            opening = StageRecord(
-                stage=OrderStage.LINKING_TENANT, detail=f"Looking up tenant **{order.domain}**."
-            )
+        opening = _opening(order)
         self._show(opening.stage, opening.detail)
         since = workflow.now()  # the wait for the client's acceptance, if any, starts now
         deadline = request.acceptance.deadline(since)
@@ -216,15 +207,7 @@ class LicenseOrderWorkflow:
             ):
                 raise _Expired()
             return None  # the place step links it
-        if not check.available:
-            raise _Failed(_domain_taken(self._order.domain))
-        self._raise_if_cancelled()
-        tenant = await workflow.execute_activity_method(
-            OrderActivities.create_tenant, self._order, summary="Create tenant", **PROVIDER_WRITE
-        )
-        if tenant.unrecorded is not None:
-            tenant = await self._record_created_tenant(tenant)
-        return tenant
+        return await self._create_new_tenant(check)
 
     async def _place_and_activate(self, request: OrderRequest, tenant: TenantRef | None) -> None:
         order = self._order
@@ -285,10 +268,8 @@ class LicenseOrderWorkflow:
 
     async def _create_tenant(self, request: OrderRequest) -> TenantRef | None:
         order = self._order
-        await self._enter(
-            OrderStage.CREATING_TENANT,
-            f"Checking that **{order.domain}** is free, then creating the client's tenant.",
-        )
+        opening = _opening(order)
+        await self._enter(opening.stage, opening.detail)
         check = await workflow.execute_activity_method(
             OrderActivities.check_domain, order, summary=f"Check {order.domain}", **PROVIDER_CALL
         )
@@ -298,11 +279,15 @@ class LicenseOrderWorkflow:
             if check.reseller_accepted or not workflow.patched(TENANT_OWNERSHIP):
                 return check.known_tenant
             return await self._join_other_resellers_tenant(request)
+        return await self._create_new_tenant(check)
+
+    async def _create_new_tenant(self, check: DomainCheck) -> TenantRef:
+        """The domain is not ours: create the tenant if it is free (and record it)."""
         if not check.available:
-            raise _Failed(_domain_taken(order.domain))
+            raise _Failed(_domain_taken(self._order.domain))
         self._raise_if_cancelled()
         tenant = await workflow.execute_activity_method(
-            OrderActivities.create_tenant, order, summary="Create tenant", **PROVIDER_WRITE
+            OrderActivities.create_tenant, self._order, summary="Create tenant", **PROVIDER_WRITE
         )
         if tenant.unrecorded is not None:
             tenant = await self._record_created_tenant(tenant)
@@ -338,7 +323,8 @@ class LicenseOrderWorkflow:
 
     async def _link_tenant(self, request: OrderRequest) -> TenantRef | None:
         order = self._order
-        await self._enter(OrderStage.LINKING_TENANT, f"Looking up tenant **{order.domain}**.")
+        opening = _opening(order)
+        await self._enter(opening.stage, opening.detail)
         check = await workflow.execute_activity_method(
             OrderActivities.lookup_tenant, order, summary="Look up tenant", **PROVIDER_CALL
         )
@@ -738,6 +724,18 @@ def _cancel_refusal(order_id: str, stage: OrderStage) -> str:
         f"order {order_id} is at stage {stage.value}: it is already placed with the provider "
         "and can no longer be cancelled as an order; cancel its subscriptions within 168 h of "
         "the purchase instead (New Commerce rules)"
+    )
+
+
+def _opening(order: Order) -> StageRecord:
+    """The first stage: checking a domain to create, or looking up the tenant to link."""
+    if order.tenant.mode is TenantMode.CREATE:
+        return StageRecord(
+            stage=OrderStage.CREATING_TENANT,
+            detail=f"Checking that **{order.domain}** is free, then creating the client's tenant.",
+        )
+    return StageRecord(
+        stage=OrderStage.LINKING_TENANT, detail=f"Looking up tenant **{order.domain}**."
     )
 
 
