@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import httpx
 from sqlalchemy import create_engine
 
+from csp_core.providers.pool import pooled_transport
 from csp_core.registry import Registry
 
 
@@ -46,7 +47,7 @@ class ProviderWire(httpx.AsyncBaseTransport):
     dropped as a connection failure would drop it (`lose_next`)."""
 
     def __init__(self) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
+        self._inner = pooled_transport()  # the adapters' own
         self.lose: dict[tuple[str, str], int] = {}
         self.after: dict[tuple[str, str], Callable[[], None]] = {}
         self.request_ids: list[tuple[str, str, str | None]] = []

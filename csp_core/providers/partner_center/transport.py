@@ -22,7 +22,7 @@ import httpx
 import structlog
 
 from csp_core.providers.partner_center.auth import TokenSource
-from csp_core.providers.pool import POOL_LIMITS
+from csp_core.providers.pool import pooled_transport
 from csp_core.providers.port import ProviderError
 
 log = structlog.get_logger("csp_core.providers.partner_center")
@@ -112,11 +112,9 @@ class PartnerCenterTransport:
     ) -> None:
         self._auth = auth
         self._http = httpx.AsyncClient(
-            limits=POOL_LIMITS,
             base_url=base_url.rstrip("/"),
             timeout=timeout,
-            transport=transport,
-            verify=verify,
+            transport=transport or pooled_transport(verify),
             headers={
                 "Accept": "application/json",
                 "X-Locale": LOCALE,

@@ -12,7 +12,7 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
-from csp_core.providers.pool import POOL_LIMITS
+from csp_core.providers.pool import pooled_transport
 from csp_core.providers.port import ProviderError
 from csp_core.providers.xvantage.auth import TOKEN_PATH, TokenCache
 from csp_core.providers.xvantage.errors import answer_error
@@ -33,10 +33,9 @@ class XvantageWire:
         self._tokens = tokens
         self._headers = headers
         self._http = httpx.AsyncClient(
-            limits=POOL_LIMITS,
             base_url=base_url.rstrip("/"),
             timeout=timeout,
-            transport=transport,
+            transport=transport or pooled_transport(),
             headers={"Accept": "application/json"},
         )
 
