@@ -82,7 +82,7 @@ class Workers:
         self._running = AsyncExitStack()
         common = dict(
             activities=activities,
-            # Tests run the strict sandbox; production shares the workflow modules (sandbox.py).
+            # Tests run the strict sandbox; production, unless WORKFLOW_SANDBOX, none (sandbox.py).
             workflow_runner=workflow_runner(strict=strict_sandbox),
             # Bad payloads fail the workflow cleanly instead of retrying its task forever.
             workflow_failure_exception_types=[pydantic.ValidationError],
@@ -219,7 +219,9 @@ async def run_worker(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         stack.callback(metrics.close)
         instances = await build_activities(settings, client, stack)
-        worker = create_worker(client, settings.task_queue, instances)
+        worker = create_worker(
+            client, settings.task_queue, instances, strict_sandbox=settings.workflow_sandbox
+        )
         if settings.metrics_address:
             server = metrics.serve(settings.metrics_address)
             stack.callback(server.close)

@@ -13,7 +13,6 @@ client tenants seeded in the sandbox, benchmark orders, the phase driver and the
 from __future__ import annotations
 
 import asyncio
-import compileall
 import contextlib
 import copy
 import json
@@ -75,12 +74,9 @@ class WorkerConfig:
 async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
     """The worker process (benchmarks.stack.WorkerProcess): the production worker (every activity
     class, wired as worker.py wires them; the metered provider; the SDK runtime's metrics and the
-    business ones collected as in production; the sticky cache bound worker.MAX_CACHED_WORKFLOWS)
+    business ones collected as in production; the sticky cache bound worker.MAX_CACHED_WORKFLOWS;
+    no sandbox)
     plus, if asked for, the bare worker with the same bound."""
-    # As the worker image has them (pip compiles the installed package): the sandbox re-imports
-    # the workflow modules for each workflow it runs, from bytecode rather than from source.
-    compileall.compile_dir(ROOT / "workflows", quiet=1)
-    compileall.compile_file(ROOT / "benchmarks" / "baseline.py", quiet=1)
     metrics = ProcessMetrics.create(service="csp-worker", database_url=config.database_url)
     client = await Client.connect(
         config.target,
@@ -110,7 +106,7 @@ async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
                     task_queue=config.bare_queue,
                     workflows=[BareWorkflow],
                     activities=[noop],
-                    workflow_runner=workflow_runner(),  # sandboxed like the order worker
+                    workflow_runner=workflow_runner(),  # run as the order worker runs them
                     max_cached_workflows=MAX_CACHED_WORKFLOWS,  # and its cache bound
                 )
                 await workers.enter_async_context(bare)

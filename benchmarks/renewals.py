@@ -163,7 +163,7 @@ async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
                 task_queue=config.bare_queue,
                 workflows=[BareWorkflow],
                 activities=[noop],
-                workflow_runner=workflow_runner(),  # sandboxed like the production worker
+                workflow_runner=workflow_runner(),  # run as the production worker runs them
                 max_cached_workflows=MAX_CACHED_WORKFLOWS,  # and its cache bound
             )
             async with create_worker(client, config.task_queue, activities), bare:

@@ -1,18 +1,16 @@
-"""Workflow sandbox configuration: one runner, strict for tests, shared for production.
+"""How workflow code runs: in the strict sandbox (tests, replays, or WORKFLOW_SANDBOX=true) or
+plainly (the production worker's default).
 
-Our domain modules are pure (pydantic only) and passed through so they load once; structlog
-is passed through so workflow code can log (replay-safe, see logging.py).
-
-The workflow modules themselves (`workflows/`) are where the two modes differ:
-- strict (`make test`, the replay tests): the sandbox imports them afresh for every workflow it
-  runs, so a non-deterministic call in workflow code (the wall clock, random, I/O) fails the
-  test that reaches it;
-- shared (the production worker, the benchmarks): they are passed through as well, loaded once
-  per process. The sandbox otherwise re-executes every workflow module, class definitions and
-  `@workflow.defn` checks included, for each order, renewal and subscription workflow it starts
-  or takes back after a cache eviction: 14% of an order's worker CPU, measured by
-  benchmarks/orders.py (issue 11). They hold constants only; that they are deterministic is what
-  the strict runs of the test suite and the replay tests check.
+- strict: the sandbox imports the workflow modules afresh for every workflow it runs, and
+  refuses the wall clock, random and I/O in workflow code, so a non-deterministic call fails the
+  test that reaches it. Our domain modules are pure (pydantic only) and passed through so they
+  load once; structlog is passed through so workflow code can log (replay-safe, see logging.py).
+- plain (`UnsandboxedWorkflowRunner`): the same workflow code, without the sandbox's per-workflow
+  module copies and the code it compiles and runs in them at every payload the workflow sends
+  (the SDK asks the sandboxed instance for each payload's serialization context): 15-20% of an
+  order's worker CPU in benchmarks/orders.py (issue 11). What the sandbox would catch at run
+  time, the strict runs of the whole test suite and the replay tests catch before release; ops
+  who prefer the guard at run time anyway set WORKFLOW_SANDBOX=true.
 """
 
 import compileall
@@ -20,6 +18,7 @@ import functools
 import importlib.util
 from pathlib import Path
 
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 PASSTHROUGH = (
@@ -35,13 +34,13 @@ PASSTHROUGH = (
 WORKFLOW_MODULES = "workflows"
 
 
-def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
-    """The sandboxed runner; `strict` re-imports the workflow modules for every workflow."""
-    passthrough = PASSTHROUGH if strict else (*PASSTHROUGH, WORKFLOW_MODULES)
-    if strict:
-        compile_workflow_modules()
+def workflow_runner(*, strict: bool = False) -> WorkflowRunner:
+    """The strict sandbox, or (the production default) no sandbox."""
+    if not strict:
+        return UnsandboxedWorkflowRunner()
+    compile_workflow_modules()
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     )
 
 

@@ -1,5 +1,5 @@
-"""The worker's logs: a failing workflow task is reported readably (from inside the sandbox,
-where the console renderer's traceback formatter must not be re-imported)."""
+"""The worker's logs: a failing workflow task is reported readably, with the sandbox (where the
+console renderer's traceback formatter must not be re-imported) and without (production)."""
 
 from __future__ import annotations
 
@@ -34,17 +34,19 @@ def worker_logging(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
     root.setLevel(level)
 
 
+@pytest.mark.parametrize("strict", [True, False], ids=["sandbox", "production"])
 async def test_failed_workflow_task_is_logged_without_logging_errors(
     ts_env: WorkflowEnvironment,
     worker_logging: io.StringIO,
     capsys: pytest.CaptureFixture[str],
+    strict: bool,
 ) -> None:
     task_queue = f"logging-{uuid.uuid4()}"
     async with Worker(
         ts_env.client,
         task_queue=task_queue,
         workflows=[AlwaysFailingTask],
-        workflow_runner=workflow_runner(strict=True),
+        workflow_runner=workflow_runner(strict=strict),
     ):
         handle = await ts_env.client.start_workflow(
             AlwaysFailingTask.run, id=f"broken-{uuid.uuid4()}", task_queue=task_queue
