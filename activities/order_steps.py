@@ -34,6 +34,7 @@ from csp_core.orders.provisioning import (
     PlaceOrder,
     StageRecord,
     activating_detail,
+    active_detail,
 )
 from csp_core.stages import OrderStage
 
@@ -41,6 +42,8 @@ log = structlog.get_logger(__name__)
 
 # An e-mail sent on the way gets this long; then the workflow's notice activity takes over.
 INLINE_NOTICE_TIMEOUT_S = 10.0
+# The place step's own try at activating stays well inside its 60 s attempt.
+FAST_ACTIVATION_BUDGET_S = 20.0
 # Linking a tenant the provider does not show yet: look again after 5 s, doubling up to 15 min.
 LINK_RETRY_FIRST = timedelta(seconds=5)
 LINK_RETRY_MAX = timedelta(minutes=15)
@@ -78,7 +81,8 @@ class OrderSteps(OrderActivities):
 
     @activity.defn
     async def place(self, step: PlaceOrder) -> OrderPlaced:
-        """Link the accepted tenant if need be, place the order, record it as ACTIVATING."""
+        """Link the accepted tenant if need be, place the order; then activate it if the
+        provider provisioned it at once, else record it as ACTIVATING."""
         order = step.order
         await self._record_stage(order.order_id, step.record)
         tenant = step.tenant
@@ -104,22 +108,56 @@ class OrderSteps(OrderActivities):
                     ) from err
                 raise
         placed = await self._place(order, tenant)
-        await in_thread(
-            self.registry.set_order_stage,
-            order.order_id,
-            OrderStage.ACTIVATING.value,
-            activating_detail(placed),
-            placed.provider_order_id,
+        activated = await self._activate_if_provisioned(
+            ActivateOrder(
+                order=order,
+                tenant=tenant,
+                placed=placed,
+                record=StageRecord(
+                    stage=OrderStage.ACTIVE, detail=active_detail(tenant.domain, placed)
+                ),
+            )
         )
-        return OrderPlaced(tenant=tenant, placed=placed)
+        if activated is None:
+            await in_thread(
+                self.registry.set_order_stage,
+                order.order_id,
+                OrderStage.ACTIVATING.value,
+                activating_detail(placed),
+                placed.provider_order_id,
+            )
+        return OrderPlaced(tenant=tenant, placed=placed, activated=activated)
 
     @activity.defn
     async def provision_and_activate(self, step: ActivateOrder) -> OrderActivated:
         """One look at provisioning ('pending' fails the attempt, so the retry policy polls);
         once provisioned: the licenses, their workflows, the ACTIVE stage and its e-mail."""
         await self.await_provisioning(step.tenant, step.placed)
+        return await self._activate_order(step)
+
+    async def _activate_if_provisioned(self, step: ActivateOrder) -> OrderActivated | None:
+        """Provisioned at once (the usual case): activate now, which saves the workflow a step.
+        Still pending, or anything failing on the way, is left to the activation step and its
+        patient retries (every part of the activation is idempotent)."""
+        try:
+            async with asyncio.timeout(FAST_ACTIVATION_BUDGET_S):
+                await self.await_provisioning(step.tenant, step.placed)
+                return await self._activate_order(step)
+        except Exception as err:  # not CancelledError: a cancelled place stops here
+            reason = err.type if isinstance(err, ApplicationError) else type(err).__name__
+            log.info("activation_left_to_its_step", order_id=step.order.order_id, reason=reason)
+            return None
+
+    async def _activate_order(self, step: ActivateOrder) -> OrderActivated:
+        """The licenses, their workflows, the ACTIVE stage and its e-mail."""
         await self._activate(step.order, step.tenant, step.placed, record_terms=True)
-        await self._record_stage(step.order.order_id, step.record)
+        await in_thread(
+            self.registry.set_order_stage,
+            step.order.order_id,
+            step.record.stage.value,
+            step.record.detail,
+            step.placed.provider_order_id,
+        )
         active = OrderNotice(
             kind=OrderNoticeKind.ACTIVE,
             order=step.order,

@@ -32,16 +32,17 @@ def test_every_workflow_type_has_saved_histories() -> None:
     assert kinds == {w.__name__ for w in WORKFLOWS}
 
 
+@pytest.mark.parametrize("strict", [True, False], ids=["sandbox", "production"])
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")
-async def test_saved_history_replays_on_current_code(path: Path) -> None:
+async def test_saved_history_replays_on_current_code(path: Path, strict: bool) -> None:
     history = load(path)
     assert history.events[-1].event_type  # a whole history, ending in its close event
 
     replayer = Replayer(
         workflows=list(WORKFLOWS),
         data_converter=DATA_CONVERTER,
-        workflow_runner=workflow_runner(strict=True),
-    )  # exactly as the worker runs them
+        workflow_runner=workflow_runner(strict=strict),
+    )  # in the strict sandbox, and as the production worker runs them (no sandbox)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
 
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

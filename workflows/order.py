@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         StageRecord,
         TenantRef,
         activating_detail,
+        active_detail,
     )
     from csp_core.stages import OpsAttention, OrderStage
     from temporalutil import search_attributes as sa
@@ -228,18 +229,20 @@ class LicenseOrderWorkflow:
             **PROVIDER_WRITE,
         )
         self._tenant, self._placed = done.tenant, done.placed
-        self._show(OrderStage.ACTIVATING, activating_detail(done.placed))
         active = StageRecord(
-            stage=OrderStage.ACTIVE,
-            detail=f"Active on **{done.tenant.domain}**: "
-            f"{len(done.placed.subscription_ids)} subscription(s).",
+            stage=OrderStage.ACTIVE, detail=active_detail(done.tenant.domain, done.placed)
         )
-        activation = ActivateOrder(
-            order=order, tenant=done.tenant, placed=done.placed, record=active
-        )
-        activated = await self._await_provisioning(
-            done.tenant, request.provisioning_escalation, activation
-        )
+        # Provisioned at once: the place step activated it. Else wait for provisioning (a place
+        # recorded before the step tried always takes this path: replays unchanged).
+        activated = done.activated
+        if activated is None:
+            self._show(OrderStage.ACTIVATING, activating_detail(done.placed))
+            activation = ActivateOrder(
+                order=order, tenant=done.tenant, placed=done.placed, record=active
+            )
+            activated = await self._await_provisioning(
+                done.tenant, request.provisioning_escalation, activation
+            )
         self._show(active.stage, active.detail)
         if activated is None or not activated.notified:
             await self._notify(
@@ -466,7 +469,7 @@ class LicenseOrderWorkflow:
         )
         await self._enter(
             OrderStage.ACTIVE,
-            f"Active on **{tenant.domain}**: {len(self._placed.subscription_ids)} subscription(s).",
+            active_detail(tenant.domain, self._placed),
         )
         await self._notify(
             OrderNoticeKind.ACTIVE, tenant_created=tenant.credentials_ref is not None

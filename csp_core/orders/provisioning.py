@@ -102,9 +102,15 @@ class OrderOpened(_Model):
     invited: bool = False  # the client must accept us: wait recorded and invitation e-mailed
 
 
+class OrderActivated(_Model):
+    notified: bool = False  # the ACTIVE e-mail went out; else the workflow sends it
+
+
 class PlaceOrder(_Model):
     """Place the order on the tenant; `tenant` None: link the tenant the client accepted (as
-    ops confirmed) first, giving up at `link_by` if the provider still does not show it."""
+    ops confirmed) first, giving up at `link_by` if the provider still does not show it. Then one
+    look at provisioning: if the provider provisioned it at once, the order is activated in the
+    same step (`OrderPlaced.activated`)."""
 
     order: Order
     tenant: TenantRef | None
@@ -115,6 +121,9 @@ class PlaceOrder(_Model):
 class OrderPlaced(_Model):
     tenant: TenantRef
     placed: PlacedSubscriptions
+    # Provisioned at once and activated by the place step; None: the activation step follows
+    # (and always for places recorded before the step tried, so their replays take that path).
+    activated: OrderActivated | None = None
 
 
 class ActivateOrder(_Model):
@@ -127,8 +136,8 @@ class ActivateOrder(_Model):
     record: StageRecord  # ACTIVE
 
 
-class OrderActivated(_Model):
-    notified: bool = False  # the ACTIVE e-mail went out; else the workflow sends it
+def active_detail(domain: str, placed: PlacedSubscriptions) -> str:
+    return f"Active on **{domain}**: {len(placed.subscription_ids)} subscription(s)."
 
 
 def activating_detail(placed: PlacedSubscriptions) -> str:
