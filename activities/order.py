@@ -20,7 +20,7 @@ from activities.common import (
 )
 from activities.order_notices import render_order_notice
 from csp_core.notifications.mailer import Mailer
-from csp_core.orders.models import Order
+from csp_core.orders.models import Order, OrderItem
 from csp_core.orders.provisioning import (
     DomainCheck,
     LinkCheck,
@@ -37,6 +37,7 @@ from csp_core.providers.port import (
     OrderLine,
     Provider,
     ProviderError,
+    ProviderSubscription,
     ProvisioningState,
 )
 from csp_core.registry import (
@@ -71,6 +72,11 @@ class OrderActivities:
     # ------------------------------------------------------------------ bookkeeping
     @activity.defn
     async def record_order(self, order: Order) -> None:
+        await self._record_order(order)
+
+    async def _record_order(
+        self, order: Order, stage: OrderStage = OrderStage.RECEIVED, detail: str | None = None
+    ) -> None:
         try:
             await in_thread(
                 self.registry.record_order,
@@ -81,6 +87,8 @@ class OrderActivities:
                 order.tenant.mode.value,
                 order.reseller.name,
                 str(order.reseller.email),
+                stage,
+                detail,
             )
         except OrderConflict as err:
             raise ApplicationError(str(err), type="OrderConflict", non_retryable=True) from err
@@ -263,11 +271,14 @@ class OrderActivities:
             )
         except ProviderError as err:
             raise provider_failure(err, f"placing order on {tenant.domain}") from err
-        # The provider may answer the offer id with or without its availability segment.
-        line_of = {item.product_sku: item for item in order.items}
         new = []
         for sub in placed.subscriptions:
-            item = line_of[":".join(sub.offer_id.split(":")[:2])]
+            item = _item_of(order, sub.offer_id)
+            if item is None:
+                # Retried as before (a provider answer we cannot place is not the client's fault).
+                raise ApplicationError(
+                    f"the provider answered offer {sub.offer_id}, which the order does not name"
+                )
             new.append(
                 NewSubscription(
                     subscription_id=sub.subscription_id,
@@ -331,12 +342,9 @@ class OrderActivities:
             # refuses), not from our activation, which can come hours after provisioning.
             purchased_at = provider_view.effective_start_date or activated_at
             if record_terms:
-                recorded = await in_thread(self.registry.get_subscription, subscription_id)
-                if recorded is None:
-                    raise ApplicationError(
-                        f"subscription {subscription_id} is not recorded", non_retryable=True
-                    )
-                ends = provider_view.commitment_end_date or term_end(purchased_at, recorded.term)
+                ends = provider_view.commitment_end_date or term_end(
+                    purchased_at, await self._term_of(order, provider_view)
+                )
                 record = await in_thread(
                     self.registry.record_activation,
                     subscription_id,
@@ -371,6 +379,18 @@ class OrderActivities:
                 term_recorded=record_terms,
             )
             await self._start_subscription_workflow(start)
+
+    async def _term_of(self, order: Order, sub: ProviderSubscription) -> str:
+        """The license's term: its order line's (no registry read), else as recorded."""
+        item = _item_of(order, sub.offer_id)
+        if item is not None:
+            return item.term.value
+        recorded = await in_thread(self.registry.get_subscription, sub.subscription_id)
+        if recorded is None:
+            raise ApplicationError(
+                f"subscription {sub.subscription_id} is not recorded", non_retryable=True
+            )
+        return recorded.term
 
     async def _start_subscription_workflow(self, start: SubscriptionStart) -> None:
         """Start it once: a retry of this activity finds it running and leaves it."""
@@ -410,6 +430,13 @@ class OrderActivities:
             )
         except TenantConflict as err:
             raise ApplicationError(str(err), type="TenantConflict", non_retryable=True) from err
+
+
+def _item_of(order: Order, offer_id: str) -> OrderItem | None:
+    """The order line of a subscription the provider answered (its offer id with or without
+    the availability segment)."""
+    product_sku = ":".join(offer_id.split(":")[:2])
+    return next((item for item in order.items if item.product_sku == product_sku), None)
 
 
 def _new_customer(order: Order) -> NewCustomer:

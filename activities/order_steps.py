@@ -58,8 +58,7 @@ class OrderSteps(OrderActivities):
         """Record the order, then find its tenant; if the client must accept us first, record
         the wait and e-mail the invitation."""
         order = step.order
-        await self.record_order(order)
-        await self._record_stage(order.order_id, step.record)
+        await self._record_order(order, step.record.stage, step.record.detail)
         if order.tenant.mode is TenantMode.CREATE:
             domain_check = await self.check_domain(order)
             opened = OrderOpened(domain_check=domain_check)

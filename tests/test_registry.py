@@ -292,6 +292,17 @@ def test_order_is_idempotent_and_refuses_another_fingerprint(registry: Registry)
     assert registry.get_order("ABS-1") == first
 
 
+def test_an_order_is_recorded_at_its_opening_stage_in_the_same_write(registry: Registry) -> None:
+    first = registry.record_order(
+        "ABS-2", "a" * 64, "RSL-042", CONTOSO, "link", stage="LINKING_TENANT", detail="Looking up"
+    )
+    assert (first.stage, first.stage_detail) == (OrderStage.LINKING_TENANT, "Looking up")
+    registry.set_order_stage("ABS-2", OrderStage.AWAITING_PARTNER_ACCEPTANCE, "waiting")
+    # Recorded again (the step's retry): the order keeps the stage it has reached.
+    again = registry.record_order("ABS-2", "a" * 64, "RSL-042", CONTOSO, "link", stage="RECEIVED")
+    assert again.stage is OrderStage.AWAITING_PARTNER_ACCEPTANCE
+
+
 def test_order_stage_updates(registry: Registry) -> None:
     _order(registry)
     rec = registry.set_order_stage("ABS-1", OrderStage.PLACING_ORDER, provider_order_id="PO-9")

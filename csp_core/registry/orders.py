@@ -41,8 +41,11 @@ class OrderStore(Store):
         tenant_mode: TenantMode | str,
         reseller_name: str | None = None,
         reseller_email: str | None = None,
+        stage: OrderStage | str = OrderStage.RECEIVED,
+        detail: str | None = None,
     ) -> OrderRecord:
-        """Insert the order, or return it if already there with the same fingerprint."""
+        """Insert the order at `stage`, or return it if already there with the same
+        fingerprint (its stage as it is)."""
         now = utcnow()
         stmt = (
             self._insert(Order)
@@ -54,7 +57,8 @@ class OrderStore(Store):
                 reseller_email=reseller_email,
                 domain=domain.strip().lower(),
                 tenant_mode=TenantMode(tenant_mode).value,
-                stage=OrderStage.RECEIVED.value,
+                stage=OrderStage(stage).value,
+                stage_detail=detail,
                 created_at=now,
                 updated_at=now,
             )
