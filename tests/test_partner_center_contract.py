@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from csp_core.providers.partner_center import PartnerCenterClient
+from csp_core.providers.partner_center import PartnerCenterClient, customers
 from csp_core.providers.port import CustomerAddress, OrderLine, ProviderError
 from sandbox.server import serve_in_background
 from sandbox.state import NORTHWIND_LEGACY_SUBSCRIPTION, NORTHWIND_TENANT
@@ -364,3 +364,17 @@ async def test_a_term_the_sku_does_not_offer_is_a_refusal(client: PartnerCenterC
     with pytest.raises(ProviderError) as refused:
         await client.place_order(NORTHWIND_TENANT, [three_years], request_id=rid())
     assert refused.value.code == "NO_AVAILABILITY" and refused.value.transient is False
+
+
+async def test_the_relationship_link_is_asked_once_an_hour_not_per_invitation(
+    client: PartnerCenterClient, sandbox: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await client.relationship_request_link()
+    assert await client.relationship_request_link() == first
+    assert len(received(sandbox, "GET", "/relationshiprequests")) == 1
+
+    monkeypatch.setattr(customers, "RELATIONSHIP_LINK_TTL_S", 0.0)  # each look-up expires at once
+    async with PartnerCenterClient(str(sandbox.base_url), SecretStr(TOKEN), timeout=5) as pc:
+        assert await pc.relationship_request_link() == first
+        assert await pc.relationship_request_link() == first
+    assert len(received(sandbox, "GET", "/relationshiprequests")) == 3

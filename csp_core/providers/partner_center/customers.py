@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,8 @@ from csp_core.providers.port import (
     ProviderError,
 )
 
+# The relationship request link is the partner's, not the client's: one look-up an hour.
+RELATIONSHIP_LINK_TTL_S = 3600.0
 # starts_with on a full domain matches at most a handful of customers; one page is enough.
 _FIND_PAGE_SIZE = 50
 MCA = "MicrosoftCustomerAgreement"
@@ -93,6 +96,7 @@ def _refused_fields(message: str) -> list[str]:
 
 class CustomersMixin(PartnerCenterTransport):
     _mca_template_id: str | None = None
+    _relationship_link: tuple[str, float] | None = None  # (url, monotonic expiry)
 
     async def domain_available(self, domain: str) -> bool:
         path = f"/v1/domains/{seg(domain.strip().lower())}"
@@ -173,6 +177,11 @@ class CustomersMixin(PartnerCenterTransport):
         )
 
     async def relationship_request_link(self) -> str:
+        """The partner's invitation link (the same for every client): asked again after
+        RELATIONSHIP_LINK_TTL_S, not for every invitation."""
+        cached = self._relationship_link
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
         data = await self._get_json("/v1/customers/relationshiprequests")
         url = data.get("url")
         if not isinstance(url, str) or not url:
@@ -181,6 +190,7 @@ class CustomersMixin(PartnerCenterTransport):
                 status=502,
                 code="InvalidResponse",
             )
+        self._relationship_link = (url, time.monotonic() + RELATIONSHIP_LINK_TTL_S)
         return url
 
     # -- the Microsoft Customer Agreement ------------------------------------------------------
