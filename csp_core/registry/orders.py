@@ -64,15 +64,15 @@ class OrderStore(Store):
             )
             .on_conflict_do_nothing(index_elements=["order_id"])
         )
-        with self._tx(write=True) as session:
-            session.execute(stmt)
-            order = session.get_one(Order, order_id)
-            if order.fingerprint != fingerprint:
-                raise OrderConflict(
-                    f"order {order_id} is already recorded with different content; "
-                    "an order id cannot be reused for another order"
-                )
-            return OrderRecord.model_validate(order)
+        with self._writer.begin() as conn:  # Core, as set_order_stage
+            conn.execute(stmt)
+            order = conn.execute(select(*Order.__table__.c).where(Order.order_id == order_id)).one()
+        if order.fingerprint != fingerprint:
+            raise OrderConflict(
+                f"order {order_id} is already recorded with different content; "
+                "an order id cannot be reused for another order"
+            )
+        return OrderRecord.model_validate(order)
 
     def get_order(self, order_id: str) -> OrderRecord | None:
         with self._tx() as session:
@@ -99,7 +99,10 @@ class OrderStore(Store):
         detail: str | None = None,
         provider_order_id: str | None = None,
     ) -> OrderRecord:
-        """Set the stage and its detail (None clears it); provider_order_id is only ever set."""
+        """Set the stage and its detail (None clears it); provider_order_id is only ever set.
+
+        One Core UPDATE ... RETURNING, no ORM session: an order sets its stage three to five
+        times, and the session and a second SELECT cost more than the write (issue 11)."""
         values: dict[str, Any] = {
             "stage": OrderStage(stage).value,
             "stage_detail": detail,
@@ -107,17 +110,17 @@ class OrderStore(Store):
         }
         if provider_order_id is not None:
             values["provider_order_id"] = provider_order_id
-        with self._tx(write=True) as session:
-            result = session.execute(
-                update(Order)
-                .where(Order.order_id == order_id)
-                .values(**values)
-                .returning(Order.order_id),
-                execution_options={"synchronize_session": False},
-            )
-            if result.first() is None:
-                raise UnknownOrder(f"order {order_id} is not recorded")
-            return OrderRecord.model_validate(session.get_one(Order, order_id))
+        stmt = (
+            update(Order)
+            .where(Order.order_id == order_id)
+            .values(**values)
+            .returning(*Order.__table__.c)
+        )
+        with self._writer.begin() as conn:
+            row = conn.execute(stmt).one_or_none()
+        if row is None:
+            raise UnknownOrder(f"order {order_id} is not recorded")
+        return OrderRecord.model_validate(row)
 
     def find_orders(
         self,

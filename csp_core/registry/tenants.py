@@ -105,9 +105,11 @@ class TenantStore(Store):
             return set(rows)
 
     def get_tenant(self, domain: str) -> TenantRecord | None:
-        with self._tx() as session:
-            tenant = session.get(Tenant, domain.strip().lower())
-            return TenantRecord.model_validate(tenant) if tenant else None
+        """A Core SELECT, no ORM session: each order asks once or twice (issue 11)."""
+        stmt = select(*Tenant.__table__.c).where(Tenant.domain == domain.strip().lower())
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).one_or_none()
+        return TenantRecord.model_validate(row) if row is not None else None
 
     def list_tenants(self) -> list[TenantRecord]:
         """Every tenant we know, by domain."""
