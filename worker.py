@@ -143,12 +143,14 @@ async def build_activities(
     stack.callback(registry.dispose)
     provider = build_provider(settings)
     await stack.enter_async_context(provider)
+    mailer = SmtpMailer.from_settings(settings)
+    stack.push_async_callback(mailer.aclose)  # QUIT the pooled SMTP connections
     return wire_activities(
         # Every provider call counted by operation, whichever adapter PROVIDER selects.
         provider=MeteredProvider(provider, settings.provider.value),
         registry=registry,
         vault=SecretVault.from_settings(settings),
-        mailer=SmtpMailer.from_settings(settings),
+        mailer=mailer,
         client=client,
         task_queue=settings.task_queue,
         ops_email=settings.ops_email,

@@ -10,6 +10,7 @@ Tests steer it like a real mail server misbehaving:
 - `refuse(pattern, code=550)`: RCPT TO for matching recipients (exact address or glob, case
   insensitive) is answered `code` (5xx: permanent, 4xx: transient) until `accept_all()`;
 - `outage()` (or `stop()` ... `start()`): nothing listens on the port, connections are refused;
+- `SmtpSink(..., idle_timeout=s)`: a client silent for `s` seconds gets 421 and is hung up on;
   `unavailable(421)` ... `available()`: the server answers but refuses every MAIL FROM;
 - `deliveries()`, `duplicates()`: what was kept, with Message-ID and X-CSP-Key, and which
   Message-IDs were delivered more than once; `refused_attempts()`: every refusal served.
@@ -175,11 +176,19 @@ class SmtpSink:
     """The sink on host:port writing into `outbox`. Use start()/stop() or `with SmtpSink(...)`."""
 
     def __init__(
-        self, outbox: Path | str = DEFAULT_OUTBOX, port: int = DEFAULT_PORT, host: str = HOST
+        self,
+        outbox: Path | str = DEFAULT_OUTBOX,
+        port: int = DEFAULT_PORT,
+        host: str = HOST,
+        *,
+        idle_timeout: float | None = None,
     ) -> None:
+        """`idle_timeout`: seconds a client may stay silent before the sink answers 421 and
+        hangs up, as mail servers do (aiosmtpd's default: 300)."""
         self.outbox = Path(outbox)
         self.host = host
         self.port = port or free_port(host)
+        self.idle_timeout = idle_timeout
         self._controller: Controller | None = None
         self._rules = _Rules()
 
@@ -194,6 +203,8 @@ class SmtpSink:
             # A fixed greeting name: the default looks up the FQDN, which can stall on DNS.
             server_hostname="smtp-sink.localhost",
             ready_timeout=10,
+            # Forwarded to aiosmtpd's SMTP.
+            **({} if self.idle_timeout is None else {"timeout": self.idle_timeout}),
         )
         controller.start()
         self._controller = controller

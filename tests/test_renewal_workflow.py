@@ -593,6 +593,7 @@ async def test_notices_that_cannot_be_sent_never_stop_the_ladder_or_the_cutoff(
     )
     subscription_id = await active_subscription(stack)
     stack.mailer.port = _closed_port()  # type: ignore[attr-defined]  # SMTP outage from now on
+    await stack.mailer.aclose()  # type: ignore[attr-defined]  # and its open connections with it
     period = next_period(period_of(await now(stack)))
     await advance_to(stack, local(period, 1, 8))
     cycle = await renewal_api.run_period(stack.env.client, period, stack.settings)

@@ -1,15 +1,13 @@
-"""Sending e-mails: the Mailer port, the SMTP adapter (aiosmtplib) and an in-memory fake.
-
-The Message-ID is derived from the e-mail's idempotency key, so a message re-sent after a retry
-carries the same Message-ID and can be recognised (and dropped) downstream.
+"""Sending e-mails: the Mailer port, the SMTP adapter (aiosmtplib, pooled connections) and an
+in-memory fake. The MIME form of a message and its deterministic Message-ID: mime.py.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import socket
 import ssl
-from email.message import EmailMessage
-from email.utils import formatdate, getaddresses, parseaddr
+from email.utils import getaddresses, parseaddr
 from typing import TYPE_CHECKING, Protocol
 
 import aiosmtplib
@@ -17,13 +15,29 @@ import structlog
 from pydantic import SecretStr
 
 from csp_core.notifications.messages import Email
+from csp_core.notifications.mime import (
+    DEFAULT_MESSAGE_ID_DOMAIN,
+    build_message,
+    message_id_for,
+)
+from csp_core.notifications.smtp_pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_SIZE, SmtpPool
 
 if TYPE_CHECKING:
     from csp_core.settings import Settings
 
-log = structlog.get_logger(__name__)
+__all__ = [
+    "DEFAULT_MESSAGE_ID_DOMAIN",
+    "MailDeliveryError",
+    "Mailer",
+    "RecordingMailer",
+    "SmtpMailer",
+    "build_message",
+    "message_id_for",
+]
 
-DEFAULT_MESSAGE_ID_DOMAIN = "csp-orchestrator.local"
+log = structlog.get_logger(__name__)
+# 421: the server is closing the channel (an idle timeout, a restart).
+_CLOSING = 421
 
 
 class Mailer(Protocol):
@@ -40,36 +54,6 @@ class MailDeliveryError(Exception):
     def __init__(self, message: str, *, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-def message_id_for(key: str, domain: str = DEFAULT_MESSAGE_ID_DOMAIN) -> str:
-    """The deterministic Message-ID of the e-mail with idempotency key `key`."""
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-    return f"<csp.{digest}@{domain}>"
-
-
-def _domain_of(address: str) -> str:
-    _, addr = parseaddr(address)
-    _, _, domain = addr.rpartition("@")
-    return domain or DEFAULT_MESSAGE_ID_DOMAIN
-
-
-def build_message(email: Email, sender: str) -> EmailMessage:
-    """The MIME message for `email`: UTF-8 text (quoted-printable), html alternative if any."""
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = ", ".join(email.to)
-    if email.cc:
-        msg["Cc"] = ", ".join(email.cc)
-    msg["Subject"] = email.subject
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = message_id_for(email.key, _domain_of(sender))
-    msg["X-CSP-Kind"] = email.kind
-    msg["X-CSP-Key"] = email.key
-    msg.set_content(email.text, charset="utf-8", cte="quoted-printable")
-    if email.html is not None:
-        msg.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return msg
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -90,7 +74,10 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class SmtpMailer:
-    """Delivers e-mails over SMTP (optionally STARTTLS and AUTH)."""
+    """Delivers e-mails over SMTP (optionally STARTTLS and AUTH), over a small pool of open
+    connections (smtp_pool.py): concurrent sends use separate connections, at most
+    `max_connections` at once; a connection the server dropped while idle is replaced without
+    failing the send."""
 
     def __init__(
         self,
@@ -101,6 +88,9 @@ class SmtpMailer:
         password: SecretStr | None = None,
         starttls: bool = False,
         timeout: float = 30,
+        *,
+        max_connections: int = DEFAULT_SIZE,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         self.host = host
         self.port = port
@@ -109,6 +99,11 @@ class SmtpMailer:
         self._password = password
         self.starttls = starttls
         self.timeout = timeout
+        self._envelope_sender = parseaddr(sender)[1] or sender
+        self._local_hostname: str | None = None
+        self.pool = SmtpPool(
+            self._connect, size=max_connections, idle_timeout=idle_timeout, wait=timeout
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpMailer:
@@ -124,27 +119,20 @@ class SmtpMailer:
     def __repr__(self) -> str:
         return f"SmtpMailer(host={self.host!r}, port={self.port}, username={self.username!r})"
 
+    async def aclose(self) -> None:
+        """Close the idle connections (QUIT): at the worker's shutdown."""
+        await self.pool.aclose()
+
     async def send(self, email: Email) -> None:
         message = build_message(email, self.sender)
         recipients = [addr for _, addr in getaddresses([*email.to, *email.cc]) if addr]
         fields = {"kind": email.kind, "key": email.key, "recipients": len(recipients)}
-        password = self._password.get_secret_value() if self._password else None
         try:
-            errors, _ = await aiosmtplib.send(
-                message,
-                sender=parseaddr(self.sender)[1] or self.sender,
-                recipients=recipients,
-                hostname=self.host,
-                port=self.port,
-                username=self.username,
-                password=password,
-                # Explicit either way: aiosmtplib's default would try STARTTLS opportunistically.
-                start_tls=self.starttls,
-                timeout=self.timeout,
-            )
+            errors = await self._deliver(recipients, message)
         except (aiosmtplib.SMTPException, OSError) as exc:
             retryable = _retryable(exc)
             detail = str(exc) or type(exc).__name__
+            password = self._password.get_secret_value() if self._password else None
             if password:
                 detail = detail.replace(password, "***")
             log.warning("mail.failed", **fields, error=type(exc).__name__, retryable=retryable)
@@ -159,6 +147,113 @@ class SmtpMailer:
             # Accepted for some recipients only; re-sending would duplicate it for the others.
             log.warning("mail.partially_refused", **fields, refused=len(errors))
         log.info("mail.sent", **fields)
+
+    async def _deliver(self, recipients: list[str], message: bytes) -> dict[str, Exception]:
+        """One mail transaction on a pooled connection; the recipients refused (if only some
+        were). The connection goes back to the pool when the transaction ended cleanly, or was
+        refused and reset (RSET); after anything else it is closed."""
+        smtp, reused = await self.pool.acquire()
+        reusable = False
+        utf8 = not (self._envelope_sender.isascii() and all(r.isascii() for r in recipients))
+        try:
+            try:
+                await self._mail_from(smtp, utf8)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                if not (reused and _dropped(exc)):
+                    raise
+                # The server dropped (or is closing) a connection that waited in the pool,
+                # before it took anything of this message: the same message on a new
+                # connection, once.
+                log.info("mail.reconnect", host=self.host, port=self.port, reason=repr(exc))
+                smtp.close()
+                smtp = await self.pool.open()
+                await self._mail_from(smtp, utf8)
+            refused = await self._transaction(smtp, recipients, message, utf8)
+            reusable = True
+            return refused
+        except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+            # The server refused this message; the connection can carry the next one once the
+            # envelope is reset.
+            reusable = await _reset(smtp)
+            raise
+        finally:
+            self.pool.release(smtp, reusable=reusable)
+
+    async def _mail_from(self, smtp: aiosmtplib.SMTP, utf8: bool) -> None:
+        if not utf8:
+            await smtp.mail(self._envelope_sender, timeout=self.timeout)
+            return
+        # A non-ASCII address needs the server's SMTPUTF8 (as aiosmtplib's send_message).
+        if not smtp.supports_extension("smtputf8"):
+            raise aiosmtplib.SMTPNotSupported(
+                "An address containing non-ASCII characters was provided, but SMTPUTF8 is not "
+                "supported by this server"
+            )
+        await smtp.mail(
+            self._envelope_sender, options=["SMTPUTF8"], encoding="utf-8", timeout=self.timeout
+        )
+
+    async def _transaction(
+        self, smtp: aiosmtplib.SMTP, recipients: list[str], message: bytes, utf8: bool
+    ) -> dict[str, Exception]:
+        """RCPT TO each recipient, then DATA (what aiosmtplib's sendmail does after MAIL FROM)."""
+        refused: dict[str, Exception] = {}
+        encoding = "utf-8" if utf8 else "ascii"
+        for address in recipients:
+            try:
+                await smtp.rcpt(address, encoding=encoding, timeout=self.timeout)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refused[address] = exc
+        if len(refused) == len(recipients):
+            raise aiosmtplib.SMTPRecipientsRefused(list(refused.values()))  # type: ignore[arg-type]
+        await smtp.data(message, timeout=self.timeout)
+        return refused
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        """A new connection, greeted (EHLO), with STARTTLS and AUTH when configured."""
+        if self._local_hostname is None:
+            # What aiosmtplib looks up for every connection (in a thread): once per mailer.
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            local_hostname=self._local_hostname,
+            username=self.username,
+            password=self._password.get_secret_value() if self._password else None,
+            # Explicit either way: aiosmtplib's default would try STARTTLS opportunistically.
+            start_tls=self.starttls,
+            timeout=self.timeout,
+        )
+        await smtp.connect()
+        try:
+            if smtp.is_ehlo_or_helo_needed:
+                try:
+                    await smtp.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await smtp.helo()
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Did the server hang up (or announce it is hanging up) rather than refuse?"""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code == _CLOSING
+    return isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError)
+
+
+async def _reset(smtp: aiosmtplib.SMTP) -> bool:
+    """RSET after a refusal; False when the connection cannot be reused (the server hung up or
+    refuses the reset too)."""
+    if not smtp.is_connected:
+        return False
+    try:
+        await smtp.rset()
+    except (aiosmtplib.SMTPException, OSError):
+        return False
+    return True
 
 
 class RecordingMailer:

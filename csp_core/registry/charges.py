@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from csp_core.calendar import parse_period
@@ -37,6 +37,11 @@ from csp_core.registry.tables import (
 )
 from csp_core.renewals.billing import MAX_CHARGE_AMOUNT
 from csp_core.stages import PaymentStatus
+
+_GET_CHARGE = select(*RenewalCharge.__table__.c).where(
+    RenewalCharge.subscription_id == bindparam("b_subscription_id"),
+    RenewalCharge.period == bindparam("b_period"),
+)
 
 
 class ChargeRecord(Record):
@@ -144,9 +149,13 @@ class ChargeStore(Store):
         raise UnknownCharge(f"subscription {subscription_id} has no renewal charge for {period}")
 
     def get_charge(self, subscription_id: str, period: str) -> ChargeRecord | None:
-        with self._tx() as session:
-            charge = self._charge(session, subscription_id, period)
-            return ChargeRecord.model_validate(charge) if charge else None
+        # A Core statement built once, no ORM session: every renewal workflow reads its charge
+        # as it opens (find_payment), and the session cost more than the query.
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                _GET_CHARGE, {"b_subscription_id": subscription_id, "b_period": period}
+            ).one_or_none()
+            return ChargeRecord.model_validate(row) if row is not None else None
 
     def list_open_charges(
         self, period: str, after_id: int = 0, limit: int = 500
