@@ -18,9 +18,10 @@ from activities.common import (
     send_once,
     start_subscription_workflow,
 )
+from activities.order_mapping import item_of, new_customer, tenant_ref
 from activities.order_notices import render_order_notice
 from csp_core.notifications.mailer import Mailer
-from csp_core.orders.models import Order, OrderItem
+from csp_core.orders.models import Order
 from csp_core.orders.provisioning import (
     DomainCheck,
     LinkCheck,
@@ -32,8 +33,6 @@ from csp_core.orders.provisioning import (
 )
 from csp_core.providers.port import (
     PERMANENT_CONFLICTS,
-    CustomerAddress,
-    NewCustomer,
     OrderLine,
     Provider,
     ProviderError,
@@ -104,7 +103,7 @@ class OrderActivities:
         if known is not None:
             owners = await in_thread(self.registry.tenant_resellers, order.domain)
             return DomainCheck(
-                known_tenant=_tenant_ref(known), reseller_accepted=order.reseller.id in owners
+                known_tenant=tenant_ref(known), reseller_accepted=order.reseller.id in owners
             )
         try:
             available = await self.provider.domain_available(order.domain)
@@ -123,7 +122,7 @@ class OrderActivities:
         """
         try:
             created = await self.provider.create_customer(
-                _new_customer(order), request_id=request_id("create-customer")
+                new_customer(order), request_id=request_id("create-customer")
             )
         except ProviderError as err:
             if err.code in PERMANENT_CONFLICTS and activity.info().attempt > 1:
@@ -137,7 +136,7 @@ class OrderActivities:
             # The provider creates the tenant with the first order and hands the admin
             # credentials to the client itself (Ingram): nothing to vault, nothing to reveal.
             recorded = await self._record_tenant(order, created.tenant_id, TenantOrigin.CREATED)
-            return _tenant_ref(recorded)
+            return tenant_ref(recorded)
         sealed = SealedCredentials(
             admin_username=created.admin_username,
             password_ciphertext=self.vault.encrypt(created.admin_password),
@@ -178,7 +177,7 @@ class OrderActivities:
             sealed.password_ciphertext,
         )
         recorded = await self._record_tenant(order, tenant.tenant_id, TenantOrigin.CREATED)
-        return _tenant_ref(recorded, credentials_ref=ref)
+        return tenant_ref(recorded, credentials_ref=ref)
 
     async def _reconcile_created_tenant(self, order: Order) -> TenantRef | None:
         try:
@@ -191,7 +190,7 @@ class OrderActivities:
         # Its generated password was in the lost answer: the client resets it from the admin
         # center (the ACTIVE e-mail then says nothing about revealing credentials).
         log.warning("tenant_reconciled_without_credentials", order_id=order.order_id)
-        return _tenant_ref(tenant)
+        return tenant_ref(tenant)
 
     @activity.defn
     async def lookup_tenant(self, order: Order) -> LinkCheck:
@@ -200,10 +199,8 @@ class OrderActivities:
         if known is not None:
             owners = await in_thread(self.registry.tenant_resellers, order.domain)
             if order.reseller.id not in owners:
-                return LinkCheck(
-                    other_resellers_tenant=_tenant_ref(known), visible_at_provider=True
-                )
-            return LinkCheck(tenant=_tenant_ref(known), visible_at_provider=True)
+                return LinkCheck(other_resellers_tenant=tenant_ref(known), visible_at_provider=True)
+            return LinkCheck(tenant=tenant_ref(known), visible_at_provider=True)
         try:
             customer = await self.provider.find_customer_by_domain(order.domain)
         except ProviderError as err:
@@ -211,7 +208,7 @@ class OrderActivities:
         if customer is None or not customer.has_reseller_relationship:
             return LinkCheck(visible_at_provider=customer is not None)
         tenant = await self._record_tenant(order, customer.tenant_id, TenantOrigin.LINKED)
-        return LinkCheck(tenant=_tenant_ref(tenant), visible_at_provider=True)
+        return LinkCheck(tenant=tenant_ref(tenant), visible_at_provider=True)
 
     @activity.defn
     async def link_accepted_tenant(self, order: Order) -> TenantRef:
@@ -222,7 +219,7 @@ class OrderActivities:
             await in_thread(
                 self.registry.add_tenant_reseller, order.domain, order.reseller.id, "accepted"
             )
-            return _tenant_ref(known)
+            return tenant_ref(known)
         try:
             customer = await self.provider.find_customer_by_domain(order.domain)
         except ProviderError as err:
@@ -233,7 +230,7 @@ class OrderActivities:
                 f"tenant {order.domain} is not visible at the provider yet", type="NotYetVisible"
             )
         tenant = await self._record_tenant(order, customer.tenant_id, TenantOrigin.LINKED)
-        return _tenant_ref(tenant)
+        return tenant_ref(tenant)
 
     # ------------------------------------------------------------------ order
     @activity.defn
@@ -267,13 +264,13 @@ class OrderActivities:
                 tenant.tenant_id,
                 lines,
                 request_id=request_id("place-order"),
-                new_tenant=_new_customer(order) if tenant.origin is TenantOrigin.CREATED else None,
+                new_tenant=new_customer(order) if tenant.origin is TenantOrigin.CREATED else None,
             )
         except ProviderError as err:
             raise provider_failure(err, f"placing order on {tenant.domain}") from err
         new = []
         for sub in placed.subscriptions:
-            item = _item_of(order, sub.offer_id)
+            item = item_of(order, sub.offer_id)
             if item is None:
                 # Retried as before (a provider answer we cannot place is not the client's fault).
                 raise ApplicationError(
@@ -382,7 +379,7 @@ class OrderActivities:
 
     async def _term_of(self, order: Order, sub: ProviderSubscription) -> str:
         """The license's term: its order line's (no registry read), else as recorded."""
-        item = _item_of(order, sub.offer_id)
+        item = item_of(order, sub.offer_id)
         if item is not None:
             return item.term.value
         recorded = await in_thread(self.registry.get_subscription, sub.subscription_id)
@@ -430,38 +427,3 @@ class OrderActivities:
             )
         except TenantConflict as err:
             raise ApplicationError(str(err), type="TenantConflict", non_retryable=True) from err
-
-
-def _item_of(order: Order, offer_id: str) -> OrderItem | None:
-    """The order line of a subscription the provider answered (its offer id with or without
-    the availability segment)."""
-    product_sku = ":".join(offer_id.split(":")[:2])
-    return next((item for item in order.items if item.product_sku == product_sku), None)
-
-
-def _new_customer(order: Order) -> NewCustomer:
-    customer = order.customer
-    return NewCustomer(
-        domain=order.domain,
-        company_name=customer.company_name,
-        first_name=customer.contact.first_name,
-        last_name=customer.contact.last_name,
-        email=str(customer.contact.email),
-        address=CustomerAddress(
-            line1=customer.address.line1,
-            line2=customer.address.line2,
-            city=customer.address.city,
-            state=customer.address.state,
-            postal_code=customer.address.postal_code,
-            country=customer.address.country,
-        ),
-    )
-
-
-def _tenant_ref(record: TenantRecord, credentials_ref: str | None = None) -> TenantRef:
-    return TenantRef(
-        domain=record.domain,
-        tenant_id=record.tenant_id,
-        origin=TenantOrigin(record.origin),
-        credentials_ref=credentials_ref,
-    )
