@@ -45,7 +45,6 @@ if str(ROOT) not in sys.path:
 
 import argparse
 import asyncio
-import compileall
 import gc
 import hashlib
 import json
@@ -135,10 +134,6 @@ async def serve_worker(config: WorkerConfig, conn: Connection) -> None:
     """The worker process (benchmarks.stack.WorkerProcess), wired like worker.run_worker: the
     same activities (worker.wire_activities), the provider metered and the SDK's and our
     metrics on (one Prometheus registry, not served: a scrape costs nothing between scrapes)."""
-    # As the worker image has them (pip compiles the installed package): the sandbox re-imports
-    # the workflow modules for each workflow it runs, from bytecode rather than from source.
-    compileall.compile_dir(ROOT / "workflows", quiet=1)
-    compileall.compile_file(ROOT / "benchmarks" / "baseline.py", quiet=1)
     metrics = ProcessMetrics.create(service="csp-worker", database_url=config.database_url)
     client = await Client.connect(
         config.target,
