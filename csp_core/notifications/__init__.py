@@ -1,7 +1,7 @@
 """E-mail notifications: es-MX message builders, the Mailer port and its SMTP adapter.
 
-The builders are pure and importable anywhere; the mailer names are loaded lazily so that
-importing the builders does not pull in aiosmtplib and structlog.
+The builders and the MIME form (mime.py) are pure and importable anywhere; the mailer names are
+loaded lazily so that importing the builders does not pull in aiosmtplib and structlog.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from csp_core.notifications.messages import (
     renewal_reminder,
     renewal_suspended,
 )
+from csp_core.notifications.mime import build_message, message_id_for
 
 if TYPE_CHECKING:
     from csp_core.notifications.mailer import (
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
         Mailer,
         RecordingMailer,
         SmtpMailer,
-        build_message,
-        message_id_for,
     )
 
 # E-mail never holds business state: a notice that cannot be delivered (SMTP outage) is retried
@@ -49,8 +48,6 @@ _MAILER_NAMES = {
     "Mailer",
     "RecordingMailer",
     "SmtpMailer",
-    "build_message",
-    "message_id_for",
 }
 
 

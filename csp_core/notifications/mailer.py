@@ -15,25 +15,11 @@ import structlog
 from pydantic import SecretStr
 
 from csp_core.notifications.messages import Email
-from csp_core.notifications.mime import (
-    DEFAULT_MESSAGE_ID_DOMAIN,
-    build_message,
-    message_id_for,
-)
+from csp_core.notifications.mime import build_message
 from csp_core.notifications.smtp_pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_SIZE, SmtpPool
 
 if TYPE_CHECKING:
     from csp_core.settings import Settings
-
-__all__ = [
-    "DEFAULT_MESSAGE_ID_DOMAIN",
-    "MailDeliveryError",
-    "Mailer",
-    "RecordingMailer",
-    "SmtpMailer",
-    "build_message",
-    "message_id_for",
-]
 
 log = structlog.get_logger(__name__)
 # 421: the server is closing the channel (an idle timeout, a restart).
