@@ -3,21 +3,17 @@ console renderer's traceback formatter must not be re-imported) and without (pro
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from temporalutil.logging import configure_logging
 from tests.support.broken_workflow import AlwaysFailingTask
-from worker import workflow_runner
+from tests.support.workflow_tasks import first_outcome
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -41,22 +37,8 @@ async def test_failed_workflow_task_is_logged_without_logging_errors(
     capsys: pytest.CaptureFixture[str],
     strict: bool,
 ) -> None:
-    task_queue = f"logging-{uuid.uuid4()}"
-    async with Worker(
-        ts_env.client,
-        task_queue=task_queue,
-        workflows=[AlwaysFailingTask],
-        workflow_runner=workflow_runner(strict=strict),
-    ):
-        handle = await ts_env.client.start_workflow(
-            AlwaysFailingTask.run, id=f"broken-{uuid.uuid4()}", task_queue=task_queue
-        )
-        for _ in range(200):
-            events = (await handle.fetch_history()).events
-            if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in events):
-                break
-            await asyncio.sleep(0.05)
-        await handle.terminate("test finished")
+    result, failure = await first_outcome(ts_env, AlwaysFailingTask, strict=strict)
+    assert result is None and "a bug in the workflow code" in failure
 
     logged, stderr = worker_logging.getvalue(), capsys.readouterr().err
     assert "Failed activation on workflow AlwaysFailingTask" in logged
