@@ -114,12 +114,12 @@ class NotificationStore(Store):
             "b_period": period,
             "b_now": now,
         }
-        return self._write_returning(_claim_statement(self._dialect), params)
+        return self._ledger_write(_claim_statement(self._dialect), params)
 
     def mark_notification_sent(self, key: str) -> NotificationRecord:
         """The mail server took the notice. Also settles an UNDELIVERABLE row (a later attempt
         got through after all); a SENT row keeps its first sent_at."""
-        return self._write_returning(_MARK_SENT, {"b_key": key, "b_now": utcnow()})
+        return self._ledger_write(_MARK_SENT, {"b_key": key, "b_now": utcnow()})
 
     def mark_notification_failed(
         self, key: str, error: str, *, permanent: bool
@@ -144,7 +144,7 @@ class NotificationStore(Store):
             )
             .values(**values)
         )
-        return self._write_returning(stmt.returning(*_COLUMNS), {"b_key": key})
+        return self._ledger_write(stmt.returning(*_COLUMNS), {"b_key": key})
 
     def get_notification(self, key: str) -> NotificationRecord | None:
         with self._tx() as session:
@@ -180,21 +180,13 @@ class NotificationStore(Store):
         with self._tx() as session:
             return [NotificationRecord.model_validate(row) for row in session.scalars(stmt)]
 
-    def _write_returning(self, stmt: Any, params: dict[str, Any]) -> NotificationRecord:
-        """Run one ledger write in its own transaction and return the row as it stands.
-
-        Core statements built once, with RETURNING, not the ORM: two of these writes run for
-        every e-mail (claim, then sent), and building the statement and the ORM session cost
-        more than the database (the renewal benchmark's profile). The write's WHERE may leave
-        the row untouched (already sent, say): then the row is read in the same transaction.
-        """
-        with self._writer.begin() as conn:
-            row = conn.execute(stmt, params).one_or_none()
-            if row is None:
-                row = conn.execute(_READ, params).one_or_none()
-            if row is None:
-                raise LookupError(f"notification {params['b_key']} is not in the ledger")
-            return NotificationRecord.model_validate(row)
+    def _ledger_write(self, stmt: Any, params: dict[str, Any]) -> NotificationRecord:
+        """One ledger write and the row as it then stands. Statements built once: two of these
+        writes run for every e-mail (claim, then sent)."""
+        row = self._write_returning(stmt, _READ, params)
+        if row is None:
+            raise LookupError(f"notification {params['b_key']} is not in the ledger")
+        return NotificationRecord.model_validate(row)
 
     @staticmethod
     def _notification(session: Session, key: str) -> NotificationRecord:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Row
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -35,6 +35,19 @@ class Store:
             session.begin(),
         ):
             yield session
+
+    def _write_returning(
+        self, write: Any, read: Any, params: dict[str, Any] | None = None
+    ) -> Row[Any] | None:
+        """One write (Core, with RETURNING) in its own transaction, without an ORM session: the
+        row it returned, else the row as it stands (its WHERE left it alone), read in the same
+        transaction; None when there is no such row. The session and statement building cost
+        more than the database on the registry's hottest writes (issue 11)."""
+        with self._writer.begin() as conn:
+            row = conn.execute(write, params or {}).one_or_none()
+            if row is None:
+                row = conn.execute(read, params or {}).one_or_none()
+            return row
 
     def _insert(self, model: type[Any]) -> Any:
         return pg_insert(model) if self._dialect == "postgresql" else sqlite_insert(model)

@@ -289,20 +289,15 @@ class SubscriptionStore(Store):
     def _update_subscription(
         self, subscription_id: str, values: dict[str, Any], only_from: set[str] | None = None
     ) -> SubscriptionRecord:
-        # Core UPDATE ... RETURNING, no ORM session: activation and every change of a license
-        # run through here (issue 11). A row `only_from` leaves alone is read as it stands.
+        # Activation and every change of a license run through here: one Core statement.
         columns = Subscription.__table__.c
         stmt = update(Subscription).where(Subscription.subscription_id == subscription_id)
         if only_from is not None:
             stmt = stmt.where(Subscription.status.in_(only_from))
-        with self._writer.begin() as conn:
-            row = conn.execute(
-                stmt.values(**values, updated_at=utcnow()).returning(*columns)
-            ).one_or_none()
-            if row is None:
-                row = conn.execute(
-                    select(*columns).where(Subscription.subscription_id == subscription_id)
-                ).one_or_none()
+        row = self._write_returning(
+            stmt.values(**values, updated_at=utcnow()).returning(*columns),
+            select(*columns).where(Subscription.subscription_id == subscription_id),
+        )
         if row is None:
             raise UnknownSubscription(f"subscription {subscription_id} is not recorded")
         return SubscriptionRecord.model_validate(row)
