@@ -28,10 +28,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from csp_core.orders.acceptance import AcceptancePolicy
 from csp_core.orders.models import Order, order_workflow_id
-from csp_core.orders.provisioning import OrderRequest, OrderStatus
+from csp_core.orders.provisioning import OrderRequest, OrderStatus, opening_stage
 from csp_core.registry import OrderRecord, Registry
 from csp_core.settings import Settings
-from csp_core.stages import OrderStage
 from temporalutil import search_attributes as sa
 from workflows.order import LicenseOrderWorkflow
 
@@ -136,7 +135,7 @@ async def submit_order(
                         SearchAttributePair(sa.ORDER_ID, order.order_id),
                         SearchAttributePair(sa.RESELLER_ID, order.reseller.id),
                         SearchAttributePair(sa.CUSTOMER_DOMAIN, order.domain),
-                        SearchAttributePair(sa.ORDER_STAGE, OrderStage.RECEIVED.value),
+                        SearchAttributePair(sa.ORDER_STAGE, opening_stage(order).stage.value),
                     ]
                 ),
                 static_summary=summary(order)[:200],

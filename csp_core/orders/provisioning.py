@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from csp_core.orders.acceptance import AcceptancePolicy
 from csp_core.orders.failures import OrderFailure
-from csp_core.orders.models import Order
+from csp_core.orders.models import Order, TenantMode
 from csp_core.stages import OrderStage
 
 
@@ -80,6 +80,19 @@ class StageRecord(_Model):
 
     stage: OrderStage
     detail: str
+
+
+def opening_stage(order: Order) -> StageRecord:
+    """An order's first stage: checking a domain to create, or looking up the tenant to link.
+    The order system's start sets it as the OrderStage search attribute (api/orders.py)."""
+    if order.tenant.mode is TenantMode.CREATE:
+        return StageRecord(
+            stage=OrderStage.CREATING_TENANT,
+            detail=f"Checking that **{order.domain}** is free, then creating the client's tenant.",
+        )
+    return StageRecord(
+        stage=OrderStage.LINKING_TENANT, detail=f"Looking up tenant **{order.domain}**."
+    )
 
 
 class OpenOrder(_Model):
