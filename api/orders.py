@@ -112,46 +112,57 @@ async def submit_order(
         )
     if recorded is not None and recorded.stage.is_final:
         return SubmitResult(workflow_id, None, created=False, recorded=recorded)
-    # Not recorded yet, or still in progress: its workflow is running (join it), or starts now.
-    created = False
-    description = await _describe(client, workflow_id)
-    if description is None:
+    # Not recorded yet, or still in progress: start its workflow. One that runs already (or ran:
+    # ids are never reused) is joined if it holds the same order. Only then is it described: a
+    # new order costs the server a start and nothing more.
+    for _ in range(2):
         try:
-            await client.start_workflow(
-                LicenseOrderWorkflow.run,
-                OrderRequest(
-                    order=order,
-                    acceptance=acceptance_policy(settings),
-                    provisioning_escalation=timedelta(hours=settings.provisioning_escalation_hours),
-                ),
-                id=workflow_id,
-                task_queue=settings.task_queue,
-                # A concurrent duplicate submit joins the running workflow.
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                memo={FINGERPRINT_MEMO: fingerprint},
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.ORDER_ID, order.order_id),
-                        SearchAttributePair(sa.RESELLER_ID, order.reseller.id),
-                        SearchAttributePair(sa.CUSTOMER_DOMAIN, order.domain),
-                        SearchAttributePair(sa.ORDER_STAGE, opening_stage(order).stage.value),
-                    ]
-                ),
-                static_summary=summary(order)[:200],
-            )
-            created = True
+            started = await _start(client, order, fingerprint, settings)
+            return SubmitResult(workflow_id, started.result_run_id, created=True)
         except WorkflowAlreadyStartedError:
             pass
         description = await _describe(client, workflow_id)
-        assert description is not None
+        if description is not None:
+            break
+        # The run that refused the start left Temporal (retention) meanwhile: start again.
+    else:
+        raise RuntimeError(f"workflow {workflow_id} neither starts nor can be described")
     existing = await description.memo_value(FINGERPRINT_MEMO, default=None)
     if existing != fingerprint:
         raise OrderRefused(
             f"order {order.order_id} was already submitted with different content; "
             "an order id cannot be reused: submit the change under a new order id"
         )
-    return SubmitResult(workflow_id, description.run_id, created)
+    return SubmitResult(workflow_id, description.run_id, created=False)
+
+
+async def _start(
+    client: Client, order: Order, fingerprint: str, settings: Settings
+) -> WorkflowHandle[Any, OrderStatus]:
+    """Start the order's workflow; WorkflowAlreadyStartedError when its id runs or ran."""
+    workflow_id = order_workflow_id(order.order_id)
+    return await client.start_workflow(
+        LicenseOrderWorkflow.run,
+        OrderRequest(
+            order=order,
+            acceptance=acceptance_policy(settings),
+            provisioning_escalation=timedelta(hours=settings.provisioning_escalation_hours),
+        ),
+        id=workflow_id,
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        memo={FINGERPRINT_MEMO: fingerprint},
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.ORDER_ID, order.order_id),
+                SearchAttributePair(sa.RESELLER_ID, order.reseller.id),
+                SearchAttributePair(sa.CUSTOMER_DOMAIN, order.domain),
+                SearchAttributePair(sa.ORDER_STAGE, opening_stage(order).stage.value),
+            ]
+        ),
+        static_summary=summary(order)[:200],
+    )
 
 
 async def _describe(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:

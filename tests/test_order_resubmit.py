@@ -10,6 +10,7 @@ waits, visibly), and such a workflow would keep the shared server from skipping 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -189,5 +190,23 @@ async def test_an_order_still_in_progress_joins_its_running_workflow(
         )
         description = await ts_env.client.get_workflow_handle(order.workflow_id).describe()
         assert description.status == WorkflowExecutionStatus.RUNNING
+    finally:
+        await ts_env.client.get_workflow_handle(order.workflow_id).terminate("test done")
+
+
+async def test_concurrent_submits_of_a_new_order_start_one_workflow(
+    ts_env: WorkflowEnvironment, registry: Registry, settings: Settings
+) -> None:
+    """An order system retrying at once: one submit starts the workflow, the others join it."""
+    order = fresh_order()
+    try:
+        results = await asyncio.gather(
+            *(order_api.submit_order(ts_env.client, registry, order, settings) for _ in range(5))
+        )
+
+        assert [r.created for r in results].count(True) == 1
+        assert len({r.run_id for r in results}) == 1
+        description = await ts_env.client.get_workflow_handle(order.workflow_id).describe()
+        assert description.run_id == results[0].run_id
     finally:
         await ts_env.client.get_workflow_handle(order.workflow_id).terminate("test done")
