@@ -105,6 +105,9 @@ async def start_subscription_workflow(
             ]
         ),
         static_summary=f"{start.product_name} · {start.domain} · {start.subscription_id}"[:200],
+        # Called from an activity, with the worker's own client: the server hands the first
+        # workflow task back in its answer when this worker has room (no task queue dispatch).
+        request_eager_start=True,
     )
 
 
