@@ -34,6 +34,7 @@ from csp_core.renewals.values import renewal_cycle_queue
 from csp_core.secrets import SecretVault
 from csp_core.settings import Settings, get_settings
 from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE
+from temporalutil import event_loop
 from temporalutil.client import connect
 from temporalutil.logging import configure_logging
 from temporalutil.metrics import ProcessMetrics
@@ -258,7 +259,7 @@ def load_settings() -> Settings:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(run_worker(settings))
+    event_loop.run(run_worker(settings), settings.event_loop)
     # Works around the interpreter-exit crash of the SDK's native runtime (sdk-python#300).
     gc.collect()
 

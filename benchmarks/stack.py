@@ -37,6 +37,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from sandbox.app import create_app
 from sandbox.state import SandboxState
+from temporalutil import event_loop
 from temporalutil import search_attributes as sa
 from temporalutil.converter import DATA_CONVERTER
 from temporalutil.dev_server import SQLITE_PRAGMAS, dynamic_config_args
@@ -97,7 +98,7 @@ def _worker_main(
 ) -> None:
     """Entry point of the spawned worker process."""
     configure_logging("WARNING")
-    asyncio.run(serve(config, conn))
+    event_loop.run(serve(config, conn))  # the production worker's loop
     with contextlib.suppress(OSError):  # the driver may have gone away
         conn.send(("stopped", usage()))
     gc.collect()  # sdk-python#300: avoid the native runtime's crash at interpreter exit

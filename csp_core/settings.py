@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     # against non-deterministic workflow code, at 15-20% more worker CPU per order. The tests
     # and replays always run it.
     workflow_sandbox: bool = False
+    # The worker's event loop (temporalutil/event_loop.py): uvloop, or asyncio's own.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Payload encryption (temporalutil/codec.py): comma-separated keys, the first encrypts.
     # Unset: payloads are stored as plain JSON (the local stack's default).
     payload_encryption_keys: Annotated[list[SecretStr], NoDecode] = []
