@@ -143,6 +143,8 @@ class RenewalActivities:
                         id=renewal_workflow_id(subscription_id, period),
                         task_queue=self.task_queue,
                         # Running or closed already: leave it (and count it as not started).
+                        # Begins once the fan-out is done (RenewalPolicy.opening_delay).
+                        start_delay=policy.opening_delay or None,
                         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                         search_attributes=TypedSearchAttributes(

@@ -58,6 +58,7 @@ def renewal_policy(settings: Settings) -> RenewalPolicy:
         escalation_day=settings.renewal_escalation_day,
         final_notice_day=settings.renewal_final_notice_day,
         cutoff_policy=settings.renewal_cutoff_policy,
+        opening_delay=timedelta(seconds=settings.renewal_opening_delay_seconds),
     )
 
 

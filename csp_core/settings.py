@@ -188,6 +188,9 @@ class Settings(BaseSettings):
     renewal_escalation_day: Annotated[int, Field(ge=1, le=28)] = 23
     renewal_final_notice_day: Annotated[int, Field(ge=1, le=28)] = 25
     renewal_cutoff_policy: CutoffPolicy = CutoffPolicy.NOTIFY
+    # How long after the monthly cycle starts a renewal it begins (RenewalPolicy.opening_delay):
+    # long enough for the whole fan-out to be started first.
+    renewal_opening_delay_seconds: Annotated[int, Field(ge=0, le=21600)] = 300
 
     # HTTP API (`python -m http_api`; `make run` starts it). Each key's rate limit: a token
     # bucket per key id of API_RATE_LIMIT_PER_MINUTE (a key's own rate when it was made with

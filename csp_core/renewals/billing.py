@@ -69,6 +69,13 @@ class RenewalPolicy(BaseModel):
     cutoff_policy: CutoffPolicy = CutoffPolicy.NOTIFY
     # After the cutoff, how long a late payment is still awaited (reactivation window).
     late_payment_days: Annotated[int, Field(ge=0, le=365)] = 60
+    # The cycle starts each payment workflow this long before it begins (its first task, the
+    # opening notice): the month's fan-out of starts then runs at the server's start rate
+    # instead of competing with the renewals it already started. 0 in policies snapshotted
+    # before it (they began at once).
+    opening_delay: Annotated[timedelta, Field(ge=timedelta(0), le=timedelta(hours=6))] = timedelta(
+        0
+    )
 
     @model_validator(mode="after")
     def _ladder_before_cutoff(self) -> RenewalPolicy:

@@ -72,8 +72,13 @@ class Stack:
         # workflow task that cancels a timer firing at that very instant ("invalid history
         # builder state for action") and the test hangs, where a real server has the worker
         # replay it with the timer fired.
+        # Renewals begin as soon as the cycle starts them here; the production wait
+        # (RENEWAL_OPENING_DELAY_SECONDS) has its own tests (test_renewal_opening_delay.py).
         self.settings = Settings(
-            task_queue=self.task_queue, ops_email=OPS_EMAIL, acceptance_poll_minutes=367
+            task_queue=self.task_queue,
+            ops_email=OPS_EMAIL,
+            acceptance_poll_minutes=367,
+            renewal_opening_delay_seconds=0,
         )
 
     async def submit(self, order: Order) -> WorkflowHandle:
