@@ -14,9 +14,10 @@ tenant per 10 subscriptions, activated two months before the period), then:
 2. once the worker is idle again, starts RenewalCycleWorkflow for next month's period (as
    `csp renewals run` does, api/renewals.py run_period) and times it until its result: every
    charge recorded and one RenewalPaymentWorkflow started per charge. The visibility count of
-   RenewalPaymentWorkflow for the period must equal --charges. Each payment workflow e-mails its
-   opening notice to the SMTP sink and then waits on its ladder's timers (days away); the
-   benchmark also times until every notice is in the sink and the worker is idle.
+   RenewalPaymentWorkflow for the period must equal --charges. Each payment workflow begins
+   RENEWAL_OPENING_DELAY_SECONDS (300) after its start, as in production, e-mails its opening
+   notice to the SMTP sink and then waits on its ladder's timers (days away); the benchmark
+   also times until every notice is in the sink and the worker is idle.
 
 Prints a table, issue 11's three goals beside their figures, and as its LAST line one JSON
 object (benchmarks/all.py, `make bench`, reads it): `renewal_start_ratio` (renewal over bare
