@@ -378,3 +378,22 @@ async def test_the_relationship_link_is_asked_once_an_hour_not_per_invitation(
         assert await pc.relationship_request_link() == first
         assert await pc.relationship_request_link() == first
     assert len(received(sandbox, "GET", "/relationshiprequests")) == 3
+
+
+async def test_the_relationship_link_expires_at_its_hour_not_a_moment_before(
+    sandbox: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache's edge on the adapter's own clock: kept one second before the hour, asked
+    again at the hour."""
+    clock = [1_000.0]
+    monkeypatch.setattr(customers, "monotonic", lambda: clock[0])
+    before = len(received(sandbox, "GET", "/relationshiprequests"))
+    async with PartnerCenterClient(str(sandbox.base_url), SecretStr(TOKEN), timeout=5) as pc:
+        await pc.relationship_request_link()
+        clock[0] += customers.RELATIONSHIP_LINK_TTL_S - 1
+        await pc.relationship_request_link()
+        assert len(received(sandbox, "GET", "/relationshiprequests")) == before + 1
+
+        clock[0] += 1
+        await pc.relationship_request_link()
+        assert len(received(sandbox, "GET", "/relationshiprequests")) == before + 2

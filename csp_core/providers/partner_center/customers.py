@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from time import monotonic
 from typing import Any
 
 from pydantic import SecretStr
@@ -180,7 +180,7 @@ class CustomersMixin(PartnerCenterTransport):
         """The partner's invitation link (the same for every client): asked again after
         RELATIONSHIP_LINK_TTL_S, not for every invitation."""
         cached = self._relationship_link
-        if cached is not None and time.monotonic() < cached[1]:
+        if cached is not None and monotonic() < cached[1]:
             return cached[0]
         data = await self._get_json("/v1/customers/relationshiprequests")
         url = data.get("url")
@@ -190,7 +190,7 @@ class CustomersMixin(PartnerCenterTransport):
                 status=502,
                 code="InvalidResponse",
             )
-        self._relationship_link = (url, time.monotonic() + RELATIONSHIP_LINK_TTL_S)
+        self._relationship_link = (url, monotonic() + RELATIONSHIP_LINK_TTL_S)
         return url
 
     # -- the Microsoft Customer Agreement ------------------------------------------------------
