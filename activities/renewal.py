@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import (
@@ -16,10 +17,16 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.common import in_thread, provider_failure, request_id, send_once
+from activities.common import (
+    LEDGER_UNAVAILABLE,
+    in_thread,
+    provider_failure,
+    request_id,
+    send_once,
+)
 from activities.renewal_pages import bill_page, charge_failure, open_page
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
@@ -317,6 +324,31 @@ class RenewalActivities:
             )
 
     # ------------------------------------------------------------------ e-mail
+    @activity.defn
+    async def send_opening_notice(self, notice: RenewalNotice) -> PaymentSeen | None:
+        """The opening notice, with the payment look-up the workflow no longer makes itself
+        (patch `renewal-lean-2`, workflows/renewal.py): a charge settled already is sent no
+        notice; one partly paid gets it with what was paid. Returns what the registry showed
+        (None: nothing paid), for the workflow to settle or note it. Every attempt looks again,
+        so a retry through a mail outage stops once the charge is paid."""
+        charge = notice.charge
+        try:
+            seen = await self.find_payment(charge.subscription_id, charge.period)
+        except SQLAlchemyError as err:
+            raise ApplicationError(
+                f"registry unavailable looking up the payment of {notice.key}: "
+                f"{type(err).__name__}",
+                type=LEDGER_UNAVAILABLE,
+            ) from None
+        if seen is not None and seen.settled:
+            return seen
+        if seen is not None and seen.amount_paid is not None:
+            notice = notice.model_copy(
+                update={"amount_paid": max(notice.amount_paid, seen.amount_paid)}
+            )
+        await self.notify_renewal(notice)
+        return seen
+
     @activity.defn
     async def notify_renewal(self, notice: RenewalNotice) -> None:
         email = self._render(notice)
