@@ -8,6 +8,7 @@ Credits beyond the charge leave it at 0.00 and carry over to the next charge.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -133,6 +134,33 @@ class ChargeStore(Store):
             sub = lock_subscription(session, subscription_id)
             charge = price_charge(session, self._insert, sub, period, starts_at, due_at)
             return ChargeRecord.model_validate(charge)
+
+    def bill_periods(
+        self,
+        subscription_ids: Iterable[str],
+        period: str,
+        starts_at: datetime,
+        due_at: datetime,
+        on_error: Callable[[str, Exception], None],
+    ) -> int:
+        """`bill_period` for many subscriptions (the renewal cycle's page) in one transaction,
+        a SAVEPOINT each: a charge that cannot be recorded is rolled back alone and handed to
+        `on_error` (which raises to roll back the whole page instead), the others are kept.
+        Returns how many were billed. One transaction per charge cost more than the charge."""
+        _check_period(period)
+        billed = 0
+        with self._tx(write=True) as session:
+            for subscription_id in subscription_ids:
+                try:
+                    with session.begin_nested():
+                        sub = lock_subscription(session, subscription_id)
+                        price_charge(
+                            session, self._insert, sub, period, starts_at, due_at, read_back=False
+                        )
+                    billed += 1
+                except Exception as err:
+                    on_error(subscription_id, err)
+        return billed
 
     @staticmethod
     def _charge(session: Session, subscription_id: str, period: str) -> RenewalCharge | None:
