@@ -23,6 +23,8 @@ from csp_core.registry.ledger import (
     charge_row,
     check_amount,
     lock_subscription,
+    lock_subscriptions,
+    page_of_charges,
     price_charge,
     write_charge,
 )
@@ -148,15 +150,24 @@ class ChargeStore(Store):
         `on_error` (which raises to roll back the whole page instead), the others are kept.
         Returns how many were billed. One transaction per charge cost more than the charge."""
         _check_period(period)
-        billed = 0
+        billed, ids = 0, list(subscription_ids)
         with self._tx(write=True) as session:
-            for subscription_id in subscription_ids:
+            # What each charge reads, read for the page in three statements (subscriptions
+            # locked, their charges, their seat changes) instead of three per charge.
+            subs = lock_subscriptions(session, ids)
+            charges, ledgers = page_of_charges(session, ids, period)
+            for subscription_id in ids:
                 try:
                     with session.begin_nested():
-                        sub = lock_subscription(session, subscription_id)
+                        if (sub := subs.get(subscription_id)) is None:
+                            raise UnknownSubscription(
+                                f"subscription {subscription_id} is not recorded"
+                            )
+                        read = (charges.get(subscription_id), ledgers.get(subscription_id, []))
                         price_charge(
-                            session, self._insert, sub, period, starts_at, due_at, read_back=False
-                        )
+                            session, self._insert, sub, period, starts_at, due_at,
+                            read_back=False, read=read,
+                        )  # fmt: skip
                     billed += 1
                 except Exception as err:
                     on_error(subscription_id, err)

@@ -71,6 +71,45 @@ def lock_subscription(session: Session, subscription_id: str) -> Subscription:
     return sub
 
 
+def lock_subscriptions(session: Session, subscription_ids: list[str]) -> dict[str, Subscription]:
+    """lock_subscription for a page of them, in one statement (those not recorded are absent)."""
+    return {
+        sub.subscription_id: sub
+        for sub in session.scalars(
+            select(Subscription)
+            .where(Subscription.subscription_id.in_(subscription_ids))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+
+
+def page_of_charges(
+    session: Session, subscription_ids: list[str], period: str
+) -> tuple[dict[str, RenewalCharge], dict[str, list[SeatChange]]]:
+    """The period's charges and the seat changes ledgers (oldest first) of a page of locked
+    subscriptions, in two statements: what price_charge reads of each, read for all at once."""
+    charges = {
+        charge.subscription_id: charge
+        for charge in session.scalars(
+            select(RenewalCharge)
+            .where(
+                RenewalCharge.subscription_id.in_(subscription_ids),
+                RenewalCharge.period == period,
+            )
+            .execution_options(populate_existing=True)
+        )
+    }
+    ledgers: dict[str, list[SeatChange]] = {}
+    for row in session.scalars(
+        select(SeatChange)
+        .where(SeatChange.subscription_id.in_(subscription_ids))
+        .order_by(SeatChange.subscription_id, SeatChange.changed_at, SeatChange.id)
+    ):
+        ledgers.setdefault(row.subscription_id, []).append(row)
+    return charges, ledgers
+
+
 def charge_row(session: Session, subscription_id: str, period: str) -> RenewalCharge | None:
     return session.scalars(
         select(RenewalCharge)
@@ -171,16 +210,21 @@ def price_charge(
     due_at: datetime,
     *,
     read_back: bool = True,
+    read: tuple[RenewalCharge | None, list[SeatChange]] | None = None,
 ) -> RenewalCharge | None:
     """Record (or price again, while open) the charge of `period`, which starts at `starts_at`,
     and mark the seat changes it bills: those made before it starts and billed by no other
     charge (or by this one, when it is priced again). A settled charge is returned as it is.
     Returns the charge as recorded, or None without `read_back` (the cycle's billing counts
-    its charges and needs no second read of each)."""
-    charge = charge_row(session, sub.subscription_id, period)
+    its charges and needs no second read of each). `read`: its charge and ledger, read already
+    with its page (page_of_charges)."""
+    charge, ledger = (
+        read if read is not None else (charge_row(session, sub.subscription_id, period), None)
+    )
     if charge is not None and charge.status in _SETTLED_VALUES:
         return charge
-    ledger = _ledger(session, sub.subscription_id)
+    if ledger is None:
+        ledger = _ledger(session, sub.subscription_id)
     seats = seats_in_force(ledger, sub, starts_at)
     rows = [
         row
