@@ -194,3 +194,28 @@ async def test_partly_paid_before_the_opening_notice_shows_what_was_paid(stack: 
     assert current == (Decimal("500.00"), Decimal("790.00"))
     assert (await status(handle)).status is PaymentStatus.PENDING
     assert kinds(stack, subscription_id, period) == ["renewal_notice"]  # no acknowledgement
+
+
+async def test_paid_while_the_opening_notice_waits_for_the_mail_server_it_is_still_sent(
+    stack: Stack,
+) -> None:
+    """The opening notice's first attempt claimed its ledger row, then the mail server was
+    away; the charge is paid meanwhile. A later attempt sends the notice it claimed (at least
+    once: no ledger row is left pending) and the workflow settles on the payment."""
+    from tests.test_renewal_workflow import pay
+
+    subscription_id = await active_subscription(stack)
+    stack.sink.stop()
+    try:
+        period, handle = await open_next_period(stack, subscription_id)
+        await stack.env.sleep(timedelta(minutes=1))  # attempts fail meanwhile
+        notice_key = f"{handle.id}:notice"
+        assert stack.registry.get_notification(notice_key).status.value == "pending"
+        await pay(stack, subscription_id, period, "SPEI-OUTAGE")
+    finally:
+        stack.sink.start()
+    result = await stack.result(handle)  # waits for its notices to go out
+
+    assert result.status is PaymentStatus.PAID and result.payment_reference == "SPEI-OUTAGE"
+    assert sorted(kinds(stack, subscription_id, period)) == ["payment_received", "renewal_notice"]
+    assert stack.registry.get_notification(notice_key).status.value == "sent"

@@ -131,7 +131,8 @@ class RenewalPaymentWorkflow(SuspensionSteps):
         steps = remaining_ladder(charge.period, self._policy, workflow.now())
         for step in steps:
             self._next = step
-            # renewal-lean-2: the opening notice's activity looks the payment up itself.
+            # renewal-lean-2: the opening notice's activity looks the payment up itself (paid
+            # already: no notice, and the wait for the next step ends at once).
             notice_looks_up = lean2 and step.kind is StepKind.NOTICE
             if self._paid if notice_looks_up else await self._paid_before(step.at):
                 if self._paid_late() and self._patched(PAYMENT_TIME_DECIDES):
@@ -139,7 +140,7 @@ class RenewalPaymentWorkflow(SuspensionSteps):
                     # ran: the day-26 rule is about when it was paid, so the cutoff applies.
                     await self._take(steps[-1])
                 return await self._settle()
-            await self._take(step, opening=notice_looks_up)
+            await self._take(step, looks_up_payment=notice_looks_up)
         self._next = None
 
         # Past the cutoff: keep waiting for a late payment (it reactivates a suspension).
@@ -166,9 +167,11 @@ class RenewalPaymentWorkflow(SuspensionSteps):
         workflow.set_current_details(self._details())
         return self.status()
 
-    async def _take(self, step: LadderStep, *, opening: bool = False) -> None:
+    async def _take(self, step: LadderStep, *, looks_up_payment: bool = False) -> None:
         status = _STATUS_OF_STEP[step.kind]
-        await self._notify(step.kind, reminder_number=step.number, opening=opening)
+        await self._notify(
+            step.kind, reminder_number=step.number, looks_up_payment=looks_up_payment
+        )
         if step.kind is not StepKind.CUTOFF:
             await self._set(status, step.level, f"{step.kind.value.replace('_', ' ')} sent.")
             return
@@ -350,10 +353,10 @@ class RenewalPaymentWorkflow(SuspensionSteps):
         reminder_number: int = 0,
         payment_reference: str | None = None,
         payment_amount: Decimal | None = None,
-        opening: bool = False,
+        looks_up_payment: bool = False,
     ) -> None:
         """Send a notice beside the process: a notice that cannot go out never stops it. The
-        opening one (renewal-lean-2) reports the payment its activity saw."""
+        opening one under renewal-lean-2 looks the payment up and reports what it saw."""
         label = kind.value if isinstance(kind, StepKind) else kind
         notice = RenewalNotice(
             kind=kind,
@@ -364,7 +367,7 @@ class RenewalPaymentWorkflow(SuspensionSteps):
             payment_reference=payment_reference,
             payment_amount=payment_amount,
         )
-        if opening:
+        if looks_up_payment:
             await self._notices.send(
                 RenewalActivities.send_opening_notice,
                 notice,
