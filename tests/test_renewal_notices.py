@@ -123,6 +123,7 @@ async def test_paid_before_the_opening_notice_sends_none_and_settles(stack: Stac
     opening notice's activity sees the payment, sends no notice, and the workflow settles with
     the payment's reference and time (renewal-lean-2: no look-up of the workflow's own)."""
     from temporalio.api.enums.v1 import EventType
+    from temporalio.client import WorkflowExecutionStatus
 
     from csp_core.renewals.values import RenewalCharge, RenewalRequest
 
@@ -144,14 +145,22 @@ async def test_paid_before_the_opening_notice_sends_none_and_settles(stack: Stac
         amount=payment.charge.amount,
         **context.model_dump(exclude={"subscription_id"}),
     )
-    handle = await stack.env.client.start_workflow(
+    started = await stack.env.client.start_workflow(
         RenewalPaymentWorkflow.run,
         RenewalRequest(charge=charge, policy=renewal_api.renewal_policy(stack.settings)),
         id=renewal_workflow_id(subscription_id, period),
         task_queue=stack.task_queue,
     )
-    stack.started.append(handle.id)
-    result = await stack.result(handle)
+    stack.started.append(started.id)
+    # Settling needs no time to pass: wait with time skipping locked (a handle from
+    # start_workflow would unlock it; the test server sometimes refused that here).
+    handle = stack.env.client.get_workflow_handle_for(RenewalPaymentWorkflow.run, started.id)
+
+    async def closed() -> bool:
+        return (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
+
+    assert await eventually(closed)
+    result = await handle.result()
 
     assert result.status is PaymentStatus.PAID and result.escalation_level == 0
     assert result.payment_reference == "SPEI-EARLY" and result.paid_at == paid_at
