@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from csp_core.notifications.mailer import MailDeliveryError, Mailer
 from csp_core.notifications.messages import Email
 from csp_core.providers.port import NOT_OFFERED_BY_PROVIDER, ProviderError
-from csp_core.registry import NotificationStatus, Registry
+from csp_core.registry import NotificationRecord, NotificationStatus, Registry
 from csp_core.stages import SubscriptionStatus
 from csp_core.subscriptions.values import SubscriptionStart, subscription_workflow_id
 from temporalutil import search_attributes as sa
@@ -124,6 +124,7 @@ async def send_once(
     order_id: str | None = None,
     subscription_id: str | None = None,
     period: str | None = None,
+    claimed: NotificationRecord | None = None,
 ) -> bool:
     """Send a notice at least once, and never again once the mail server took it.
 
@@ -141,17 +142,11 @@ async def send_once(
       the row stays PENDING with the attempt and error recorded; the retry sends.
     - LEDGER_UNAVAILABLE (retryable) when the registry cannot be reached: the row stays PENDING
       (or absent), so the retry sends.
+
+    `claimed`: the row the caller claimed already (claim_notice, in its own trip to a thread).
     """
-    row = await _ledger(
-        "claiming",
-        email.key,
-        registry.begin_notification_attempt,
-        email.key,
-        email.kind,
-        ",".join(email.to),
-        order_id,
-        subscription_id,
-        period,
+    row = claimed or await ledger_call(
+        "claiming", email.key, claim_notice, registry, email, order_id, subscription_id, period
     )
     if row.status is NotificationStatus.SENT:
         return False
@@ -162,7 +157,7 @@ async def send_once(
     except MailDeliveryError as err:
         reason = str(err)  # names host, kind and key, never the SMTP password or the body
         if not err.retryable:
-            await _ledger(
+            await ledger_call(
                 "recording the refusal of",
                 email.key,
                 registry.mark_notification_failed,
@@ -175,10 +170,23 @@ async def send_once(
         with contextlib.suppress(SQLAlchemyError):
             await in_thread(registry.mark_notification_failed, email.key, reason, permanent=False)
         raise ApplicationError(reason, type=MAIL_UNAVAILABLE) from None
-    await _ledger(
+    await ledger_call(
         "recording the delivery of", email.key, registry.mark_notification_sent, email.key
     )
     return True
+
+
+def claim_notice(
+    registry: Registry,
+    email: Email,
+    order_id: str | None = None,
+    subscription_id: str | None = None,
+    period: str | None = None,
+) -> NotificationRecord:
+    """send_once's claim of the e-mail ledger's row (blocking)."""
+    return registry.begin_notification_attempt(
+        email.key, email.kind, ",".join(email.to), order_id, subscription_id, period
+    )
 
 
 def _undeliverable(email: Email, reason: str) -> ApplicationError:
@@ -189,7 +197,9 @@ def _undeliverable(email: Email, reason: str) -> ApplicationError:
     )
 
 
-async def _ledger(doing: str, key: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+async def ledger_call(
+    doing: str, key: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
     """Run a ledger call; a database failure becomes a retryable, secret-free activity error."""
     try:
         return await in_thread(fn, *args, **kwargs)

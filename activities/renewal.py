@@ -19,12 +19,19 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.common import in_thread, provider_failure, request_id, send_once
+from activities.common import (
+    claim_notice,
+    in_thread,
+    ledger_call,
+    provider_failure,
+    request_id,
+    send_once,
+)
 from activities.renewal_pages import bill_page, charge_failure, open_page
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
 from csp_core.providers.port import Provider, ProviderError, SubscriptionStatus
-from csp_core.registry import Registry
+from csp_core.registry import NotificationRecord, Registry
 from csp_core.registry.errors import UnknownSubscription
 from csp_core.renewals.billing import (
     REACTIVATION_RETRY_EVERY,
@@ -188,24 +195,7 @@ class RenewalActivities:
     async def find_payment(self, subscription_id: str, period: str) -> PaymentSeen | None:
         """The payment the registry shows for the charge, if any: settled, or partly paid
         (then `settled` is False and `amount_paid` says how much so far)."""
-        charge = await in_thread(self.registry.get_charge, subscription_id, period)
-        if charge is None:
-            return None
-        if charge.paid_at is not None:
-            return PaymentSeen(
-                reference=charge.payment_reference or "registered",
-                paid_at=charge.paid_at,
-                amount_paid=charge.amount_paid,
-            )
-        if charge.amount_paid > 0:
-            payments = await in_thread(self.registry.list_payments, subscription_id, period)
-            return PaymentSeen(
-                reference=payments[-1].reference,
-                paid_at=payments[-1].paid_at,
-                amount_paid=charge.amount_paid,
-                settled=False,
-            )
-        return None
+        return await in_thread(payment_seen, self.registry, subscription_id, period)
 
     @activity.defn
     async def record_charge_status(
@@ -318,6 +308,42 @@ class RenewalActivities:
 
     # ------------------------------------------------------------------ e-mail
     @activity.defn
+    async def send_opening_notice(self, notice: RenewalNotice) -> PaymentSeen | None:
+        """The opening notice, with the payment look-up the workflow no longer makes itself
+        (patch `renewal-lean-2`, workflows/renewal.py): a charge settled already is sent no
+        notice; one partly paid gets it with what was paid. Returns what the registry showed
+        (None: nothing paid), for the workflow to settle or note it. A later attempt (after a
+        mail outage) looks again for the workflow, but sends the notice it claimed either way:
+        at least once, never left pending in the ledger."""
+        charge = notice.charge
+        email = self._render(notice)
+        # The look-up and the ledger's claim in one trip to a thread (no claim when settled).
+        seen, claimed = await ledger_call(
+            "claiming",
+            notice.key,
+            _look_up_then_claim,
+            self.registry,
+            email,
+            charge,
+            first_attempt=activity.info().attempt == 1,
+        )
+        if claimed is None:
+            return seen
+        if seen is not None and seen.amount_paid:
+            # Partly paid: the same notice (key, kind, recipients) showing what was paid.
+            paid = max(notice.amount_paid, seen.amount_paid)
+            email = self._render(notice.model_copy(update={"amount_paid": paid}))
+        await send_once(
+            self.registry,
+            self.mailer,
+            email,
+            subscription_id=charge.subscription_id,
+            period=charge.period,
+            claimed=claimed,
+        )
+        return seen
+
+    @activity.defn
     async def notify_renewal(self, notice: RenewalNotice) -> None:
         email = self._render(notice)
         charge = notice.charge
@@ -386,3 +412,40 @@ class RenewalActivities:
             case NoticeKind.SUSPENSION_FAILED:
                 return messages.renewal_suspension_failed(details, self.ops_email, key=key, tz=tz)
         raise ValueError(f"unknown renewal notice {kind}")
+
+
+def payment_seen(registry: Registry, subscription_id: str, period: str) -> PaymentSeen | None:
+    """find_payment's look-up (blocking)."""
+    charge = registry.get_charge(subscription_id, period)
+    if charge is None:
+        return None
+    if charge.paid_at is not None:
+        return PaymentSeen(
+            reference=charge.payment_reference or "registered",
+            paid_at=charge.paid_at,
+            amount_paid=charge.amount_paid,
+        )
+    if charge.amount_paid > 0:
+        payments = registry.list_payments(subscription_id, period)
+        return PaymentSeen(
+            reference=payments[-1].reference,
+            paid_at=payments[-1].paid_at,
+            amount_paid=charge.amount_paid,
+            settled=False,
+        )
+    return None
+
+
+def _look_up_then_claim(
+    registry: Registry, email: messages.Email, charge: RenewalCharge, *, first_attempt: bool
+) -> tuple[PaymentSeen | None, NotificationRecord | None]:
+    """The opening notice's payment look-up, then its claim of the e-mail ledger's row, in one
+    trip to a thread (blocking). No claim when the charge is settled before the first attempt
+    claimed anything (a later attempt's row may be on its way already: it is sent)."""
+    seen = payment_seen(registry, charge.subscription_id, charge.period)
+    if seen is not None and seen.settled and first_attempt:
+        return seen, None
+    claimed = claim_notice(
+        registry, email, subscription_id=charge.subscription_id, period=charge.period
+    )
+    return seen, claimed

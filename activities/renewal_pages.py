@@ -43,17 +43,26 @@ def bill_page(
     starts_at: datetime,
     due_at: datetime,
 ) -> tuple[int, list[ChargeFailure]]:
-    """Record the period's charge of each subscription that owes one (a transaction each)."""
-    recorded, failed = 0, []
+    """Record the period's charge of each subscription that owes one: the page in one
+    transaction, each charge behind its own savepoint (a bad one is named and skipped)."""
+    failed: list[ChargeFailure] = []
+    owing = []
     for sub in subs:
         try:
             if owes_charge(sub.billing_cycle, sub.activated_at, period, policy):
-                # Seats in force at the period's start × unit price, plus the seat changes'
-                # prorations not billed yet (the registry's ledger).
-                registry.bill_period(sub.subscription_id, period, starts_at, due_at)
-                recorded += 1
+                owing.append(sub.subscription_id)
         except Exception as err:
             failed.append(charge_failure(sub.subscription_id, err))
+    # Seats in force at the period's start × unit price, plus the seat changes' prorations not
+    # billed yet (the registry's ledger). charge_failure raises what is not one charge's fault
+    # (the database unreachable): the page's transaction rolls back and the activity retries.
+    recorded = registry.bill_periods(
+        owing,
+        period,
+        starts_at,
+        due_at,
+        on_error=lambda subscription_id, err: failed.append(charge_failure(subscription_id, err)),
+    )
     return recorded, failed
 
 

@@ -659,6 +659,39 @@ def test_open_charges_paginate_by_id(licensed: Registry) -> None:
     assert [c.subscription_id for c in licensed.list_charges("2026-04", "PAID")] == ["sub-04"]
 
 
+def test_a_page_of_charges_is_billed_in_one_transaction_a_bad_charge_alone_skipped(
+    licensed: Registry,
+) -> None:
+    """The cycle's billing (bill_periods): one transaction, a savepoint per charge. A charge
+    whose amount does not fit and an unknown subscription are handed to on_error and the
+    others kept; on_error raising (not one charge's fault) rolls the whole page back."""
+    licensed.record_subscriptions(
+        "ABS-1", CONTOSO, [_line("sub-2", quantity=10**9), _line("sub-3", quantity=2)]
+    )
+    subs = ["sub-1", "sub-2", "sub-missing", "sub-3"]
+    starts = datetime(2026, 4, 1, tzinfo=MEXICO)
+    failed: list[tuple[str, str]] = []
+
+    billed = licensed.bill_periods(
+        subs, "2026-04", starts, DUE, on_error=lambda s, e: failed.append((s, type(e).__name__))
+    )
+
+    assert billed == 2
+    assert [s for s, _ in failed] == ["sub-2", "sub-missing"]
+    assert failed[1][1] == "UnknownSubscription"
+    amounts = {s: licensed.get_charge(s, "2026-04") for s in ["sub-1", "sub-2", "sub-3"]}
+    assert amounts["sub-1"].amount == Decimal("1290.00") and amounts["sub-2"] is None
+    assert amounts["sub-3"].amount == Decimal("258.00")
+    assert licensed.bill_periods(subs, "2026-04", starts, DUE, on_error=lambda s, e: None) == 2
+
+    def outage(subscription_id: str, err: Exception) -> None:
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError):
+        licensed.bill_periods(subs, "2026-05", starts, DUE, on_error=outage)
+    assert licensed.get_charge("sub-1", "2026-05") is None  # rolled back with the page
+
+
 def test_record_payment_twice_is_harmless(licensed: Registry) -> None:
     licensed.upsert_charge("sub-1", "2026-03", Decimal("1290.00"), DUE)
     paid_at = datetime(2026, 3, 20, 12, 0, tzinfo=MEXICO)

@@ -36,9 +36,12 @@ def mx(year: int, month: int, day: int, hour: int = 0) -> datetime:
     return datetime(year, month, day, hour, tzinfo=BUSINESS_TZ)
 
 
-@pytest.fixture
-def ledger(licensed: Registry) -> Registry:  # noqa: F811
+@pytest.fixture(params=["bill_period", "bill_periods"])
+def ledger(licensed: Registry, request: pytest.FixtureRequest) -> Registry:  # noqa: F811
+    """Billed one charge at a time, and as the renewal cycle bills a page (bill_periods: the
+    page's rows read at once, a savepoint each): the same charges either way."""
     licensed.set_subscription_status("sub-1", "active", activated_at=ACTIVATED)
+    licensed.bill_by_page = request.param == "bill_periods"  # type: ignore[attr-defined]
     return licensed
 
 
@@ -48,7 +51,15 @@ def change(reg: Registry, change_id: str, at: datetime, seats: int):
 
 
 def bill(reg: Registry, period: str):
-    return reg.bill_period("sub-1", period, period_start(period), cutoff_at(period, POLICY))
+    starts_at, due_at = period_start(period), cutoff_at(period, POLICY)
+    if not getattr(reg, "bill_by_page", False):
+        return reg.bill_period("sub-1", period, starts_at, due_at)
+
+    def refuse(subscription_id: str, err: Exception) -> None:
+        raise err
+
+    assert reg.bill_periods(["sub-1"], period, starts_at, due_at, on_error=refuse) == 1
+    return reg.get_charge("sub-1", period)
 
 
 def test_a_seat_change_is_recorded_once_with_its_proration_and_the_new_quantity(

@@ -86,10 +86,19 @@ class BackgroundNotices:
         asyncio.ensure_future(self._deliver(activity, notice, key, summary))
 
     async def _deliver(
-        self, activity: Callable[..., Any], notice: object, key: str, summary: str
+        self,
+        activity: Callable[..., Any],
+        notice: object,
+        key: str,
+        summary: str,
+        on_result: Callable[[Any], None] | None = None,
     ) -> None:
         try:
-            await workflow.execute_activity_method(activity, notice, summary=summary, **NOTICE_CALL)
+            result = await workflow.execute_activity_method(
+                activity, notice, summary=summary, **NOTICE_CALL
+            )
+            if on_result is not None:
+                on_result(result)
         except ActivityError as err:
             workflow.logger.warning("notice %s undeliverable: %s", key, err.cause or err)
             self.undeliverable.append(key)

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from csp_core.renewals.values import (
         NoticeKind,
+        PaymentSeen,
         RenewalNotice,
         RenewalRequest,
         RenewalStatus,
@@ -69,6 +70,11 @@ PARTIAL_PAYMENTS = "renewal-partial-payments"
 # skipped when the cycle started it with those search attributes already (notices:
 # workflows/renewal_notices.py). A renewal opens in 14 events instead of 19.
 RENEWAL_LEAN = "renewal-lean"
+# Patch, asked before `renewal-lean` and implying it (one marker per new history): the opening
+# notice's activity looks the payment up itself (send_opening_notice) instead of a local
+# activity before it; paid already, it sends nothing and the workflow settles. One activity
+# and one workflow activation fewer per renewal; 13 events instead of 14.
+RENEWAL_LEAN_2 = "renewal-lean-2"
 
 _STATUS_OF_STEP = {
     StepKind.NOTICE: PaymentStatus.PENDING,
@@ -104,11 +110,13 @@ class RenewalPaymentWorkflow(SuspensionSteps):
         self._ops = OpsTasks(self._alerts, self._notices, on_change=self._refresh_details)
         self._suspension_task: str | None = None
         self._suspension_applied = False  # ops' answer to it has been acted on
+        self._closing = False  # _finish has begun: a late look-up changes nothing any more
 
     @workflow.run
     async def run(self, request: RenewalRequest) -> RenewalStatus:
         charge = self._charge
-        self._lean = self._notices.lean = workflow.patched(RENEWAL_LEAN)
+        lean2 = workflow.patched(RENEWAL_LEAN_2)
+        self._lean = self._notices.lean = lean2 or workflow.patched(RENEWAL_LEAN)
         opening = [
             sa.SUBSCRIPTION_ID.value_set(charge.subscription_id),
             sa.BILLING_PERIOD.value_set(charge.period),
@@ -123,13 +131,16 @@ class RenewalPaymentWorkflow(SuspensionSteps):
         steps = remaining_ladder(charge.period, self._policy, workflow.now())
         for step in steps:
             self._next = step
-            if await self._paid_before(step.at):
+            # renewal-lean-2: the opening notice's activity looks the payment up itself (paid
+            # already: no notice, and the wait for the next step ends at once).
+            notice_looks_up = lean2 and step.kind is StepKind.NOTICE
+            if self._paid if notice_looks_up else await self._paid_before(step.at):
                 if self._paid_late() and self._patched(PAYMENT_TIME_DECIDES):
                     # Paid on or after the cutoff, though it reached us before the cutoff step
                     # ran: the day-26 rule is about when it was paid, so the cutoff applies.
                     await self._take(steps[-1])
                 return await self._settle()
-            await self._take(step)
+            await self._take(step, looks_up_payment=notice_looks_up)
         self._next = None
 
         # Past the cutoff: keep waiting for a late payment (it reactivates a suspension).
@@ -150,14 +161,17 @@ class RenewalPaymentWorkflow(SuspensionSteps):
     async def _finish(self) -> RenewalStatus:
         """Every notice delivered or given up, then the final details and status."""
         self._next = None
+        self._closing = True
         await self._ops.withdraw_all("the renewal workflow closed")
         await self._notices.drain()
         workflow.set_current_details(self._details())
         return self.status()
 
-    async def _take(self, step: LadderStep) -> None:
+    async def _take(self, step: LadderStep, *, looks_up_payment: bool = False) -> None:
         status = _STATUS_OF_STEP[step.kind]
-        await self._notify(step.kind, reminder_number=step.number)
+        await self._notify(
+            step.kind, reminder_number=step.number, looks_up_payment=looks_up_payment
+        )
         if step.kind is not StepKind.CUTOFF:
             await self._set(status, step.level, f"{step.kind.value.replace('_', ' ')} sent.")
             return
@@ -233,8 +247,16 @@ class RenewalPaymentWorkflow(SuspensionSteps):
         seen = await workflow.execute_local_activity_method(
             RenewalActivities.find_payment, args=args, **BOOKKEEPING
         )
-        if seen is None:
-            return
+        if seen is not None:
+            self._note_payment(seen)
+
+    def _seen_at_opening(self, seen: PaymentSeen | None) -> None:
+        """What the opening notice's activity found, taken as the look-up's finding; a payment
+        signalled meanwhile counts first. Paid: the wait for the next step ends at once."""
+        if seen is not None and not (self._paid or self._closing):
+            self._note_payment(seen)
+
+    def _note_payment(self, seen: PaymentSeen) -> None:
         if seen.settled:
             self._paid, self._reference, self._paid_at = True, seen.reference, seen.paid_at
         elif seen.amount_paid is not None and seen.amount_paid > self._recorded_paid:
@@ -331,8 +353,10 @@ class RenewalPaymentWorkflow(SuspensionSteps):
         reminder_number: int = 0,
         payment_reference: str | None = None,
         payment_amount: Decimal | None = None,
+        looks_up_payment: bool = False,
     ) -> None:
-        """Send a notice beside the process: a notice that cannot go out never stops it."""
+        """Send a notice beside the process: a notice that cannot go out never stops it. The
+        opening one under renewal-lean-2 looks the payment up and reports what it saw."""
         label = kind.value if isinstance(kind, StepKind) else kind
         notice = RenewalNotice(
             kind=kind,
@@ -343,6 +367,15 @@ class RenewalPaymentWorkflow(SuspensionSteps):
             payment_reference=payment_reference,
             payment_amount=payment_amount,
         )
+        if looks_up_payment:
+            await self._notices.send(
+                RenewalActivities.send_opening_notice,
+                notice,
+                key=notice.key,
+                summary=f"E-mail: {label}",
+                on_result=self._seen_at_opening,
+            )
+            return
         await self._notices.send(
             RenewalActivities.notify_renewal, notice, key=notice.key, summary=f"E-mail: {label}"
         )

@@ -21,15 +21,22 @@ with workflow.unsafe.imports_passed_through():
 
 
 class RenewalNotices(BackgroundNotices):
-    """BackgroundNotices that skips asking its patch once `lean` is set."""
+    """BackgroundNotices that skips asking its patch once `lean` is set, and can hand the
+    activity's result back (`on_result`: the opening notice reports the payment it saw)."""
 
     lean = False
 
     async def send(
-        self, activity: Callable[..., Any], notice: object, *, key: str, summary: str
+        self,
+        activity: Callable[..., Any],
+        notice: object,
+        *,
+        key: str,
+        summary: str,
+        on_result: Callable[[Any], None] | None = None,
     ) -> None:
         if not self.lean:
             await super().send(activity, notice, key=key, summary=summary)
             return
         self._pending += 1
-        asyncio.ensure_future(self._deliver(activity, notice, key, summary))
+        asyncio.ensure_future(self._deliver(activity, notice, key, summary, on_result))

@@ -8,6 +8,7 @@ Credits beyond the charge leave it at 0.00 and carry over to the next charge.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -22,6 +23,8 @@ from csp_core.registry.ledger import (
     charge_row,
     check_amount,
     lock_subscription,
+    lock_subscriptions,
+    page_of_charges,
     price_charge,
     write_charge,
 )
@@ -133,6 +136,42 @@ class ChargeStore(Store):
             sub = lock_subscription(session, subscription_id)
             charge = price_charge(session, self._insert, sub, period, starts_at, due_at)
             return ChargeRecord.model_validate(charge)
+
+    def bill_periods(
+        self,
+        subscription_ids: Iterable[str],
+        period: str,
+        starts_at: datetime,
+        due_at: datetime,
+        on_error: Callable[[str, Exception], None],
+    ) -> int:
+        """`bill_period` for many subscriptions (the renewal cycle's page) in one transaction,
+        a SAVEPOINT each: a charge that cannot be recorded is rolled back alone and handed to
+        `on_error` (which raises to roll back the whole page instead), the others are kept.
+        Returns how many were billed. One transaction per charge cost more than the charge."""
+        _check_period(period)
+        billed, ids = 0, list(subscription_ids)
+        with self._tx(write=True) as session:
+            # What each charge reads, read for the page in three statements (subscriptions
+            # locked, their charges, their seat changes) instead of three per charge.
+            subs = lock_subscriptions(session, ids)
+            charges, ledgers = page_of_charges(session, ids, period)
+            for subscription_id in ids:
+                try:
+                    with session.begin_nested():
+                        if (sub := subs.get(subscription_id)) is None:
+                            raise UnknownSubscription(
+                                f"subscription {subscription_id} is not recorded"
+                            )
+                        read = (charges.get(subscription_id), ledgers.get(subscription_id, []))
+                        price_charge(
+                            session, self._insert, sub, period, starts_at, due_at,
+                            read_back=False, read=read,
+                        )  # fmt: skip
+                    billed += 1
+                except Exception as err:
+                    on_error(subscription_id, err)
+        return billed
 
     @staticmethod
     def _charge(session: Session, subscription_id: str, period: str) -> RenewalCharge | None:

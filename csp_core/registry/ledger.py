@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from csp_core.registry.errors import UnknownSubscription
@@ -71,6 +71,45 @@ def lock_subscription(session: Session, subscription_id: str) -> Subscription:
     return sub
 
 
+def lock_subscriptions(session: Session, subscription_ids: list[str]) -> dict[str, Subscription]:
+    """lock_subscription for a page of them, in one statement (those not recorded are absent)."""
+    return {
+        sub.subscription_id: sub
+        for sub in session.scalars(
+            select(Subscription)
+            .where(Subscription.subscription_id.in_(subscription_ids))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+
+
+def page_of_charges(
+    session: Session, subscription_ids: list[str], period: str
+) -> tuple[dict[str, RenewalCharge], dict[str, list[SeatChange]]]:
+    """The period's charges and the seat changes ledgers (oldest first) of a page of locked
+    subscriptions, in two statements: what price_charge reads of each, read for all at once."""
+    charges = {
+        charge.subscription_id: charge
+        for charge in session.scalars(
+            select(RenewalCharge)
+            .where(
+                RenewalCharge.subscription_id.in_(subscription_ids),
+                RenewalCharge.period == period,
+            )
+            .execution_options(populate_existing=True)
+        )
+    }
+    ledgers: dict[str, list[SeatChange]] = {}
+    for row in session.scalars(
+        select(SeatChange)
+        .where(SeatChange.subscription_id.in_(subscription_ids))
+        .order_by(SeatChange.subscription_id, SeatChange.changed_at, SeatChange.id)
+    ):
+        ledgers.setdefault(row.subscription_id, []).append(row)
+    return charges, ledgers
+
+
 def charge_row(session: Session, subscription_id: str, period: str) -> RenewalCharge | None:
     return session.scalars(
         select(RenewalCharge)
@@ -91,33 +130,52 @@ def write_charge(
     one never changes."""
     check_amount(amount)
     now = utcnow()
-    stmt = insert(RenewalCharge).values(
-        subscription_id=subscription_id,
-        period=period,
-        amount=Decimal(amount),
-        currency="MXN",
-        status=PaymentStatus.PENDING.value,
-        due_at=as_utc(due_at),
-        created_at=now,
-        updated_at=now,
+    session.connection().execute(
+        _upsert_charge(insert),
+        {
+            "w_subscription_id": subscription_id,
+            "w_period": period,
+            "w_amount": Decimal(amount),
+            "w_due_at": as_utc(due_at),
+            "w_now": now,
+        },
     )
-    session.execute(
-        stmt.on_conflict_do_update(
+
+
+_UPSERT_CHARGE: dict[type, Any] = {}
+
+
+def _upsert_charge(insert: Insert) -> Any:
+    """write_charge's INSERT ... ON CONFLICT, built once per dialect (the cycle bills every
+    subscription: building it per charge cost more than running it)."""
+    kind = type(insert(RenewalCharge))
+    if (stmt := _UPSERT_CHARGE.get(kind)) is None:
+        values = insert(RenewalCharge).values(
+            subscription_id=bindparam("w_subscription_id"),
+            period=bindparam("w_period"),
+            amount=bindparam("w_amount"),
+            currency="MXN",
+            status=PaymentStatus.PENDING.value,
+            due_at=bindparam("w_due_at"),
+            created_at=bindparam("w_now"),
+            updated_at=bindparam("w_now"),
+        )
+        stmt = _UPSERT_CHARGE[kind] = values.on_conflict_do_update(
             index_elements=["subscription_id", "period"],
             set_={
-                "amount": stmt.excluded.amount,
-                "due_at": stmt.excluded.due_at,
-                "updated_at": stmt.excluded.updated_at,
+                "amount": values.excluded.amount,
+                "due_at": values.excluded.due_at,
+                "updated_at": values.excluded.updated_at,
             },
             where=(
                 RenewalCharge.status.not_in(_SETTLED_VALUES)
                 & (
-                    RenewalCharge.amount.is_distinct_from(stmt.excluded.amount)
-                    | RenewalCharge.due_at.is_distinct_from(stmt.excluded.due_at)
+                    RenewalCharge.amount.is_distinct_from(values.excluded.amount)
+                    | RenewalCharge.due_at.is_distinct_from(values.excluded.due_at)
                 )
             ),
         )
-    )
+    return stmt
 
 
 def _ledger(session: Session, subscription_id: str) -> list[SeatChange]:
@@ -150,14 +208,23 @@ def price_charge(
     period: str,
     starts_at: datetime,
     due_at: datetime,
-) -> RenewalCharge:
+    *,
+    read_back: bool = True,
+    read: tuple[RenewalCharge | None, list[SeatChange]] | None = None,
+) -> RenewalCharge | None:
     """Record (or price again, while open) the charge of `period`, which starts at `starts_at`,
     and mark the seat changes it bills: those made before it starts and billed by no other
-    charge (or by this one, when it is priced again). A settled charge is returned as it is."""
-    charge = charge_row(session, sub.subscription_id, period)
+    charge (or by this one, when it is priced again). A settled charge is returned as it is.
+    Returns the charge as recorded, or None without `read_back` (the cycle's billing counts
+    its charges and needs no second read of each). `read`: its charge and ledger, read already
+    with its page (page_of_charges)."""
+    charge, ledger = (
+        read if read is not None else (charge_row(session, sub.subscription_id, period), None)
+    )
     if charge is not None and charge.status in _SETTLED_VALUES:
         return charge
-    ledger = _ledger(session, sub.subscription_id)
+    if ledger is None:
+        ledger = _ledger(session, sub.subscription_id)
     seats = seats_in_force(ledger, sub, starts_at)
     rows = [
         row
@@ -177,6 +244,8 @@ def price_charge(
         )
     if carried or any(row.change_id == carry_over_id(period) for row in ledger):
         _carry_over(session, insert, sub, period, starts_at, seats, carried)
+    if not read_back:
+        return None
     charge = charge_row(session, sub.subscription_id, period)
     assert charge is not None
     return charge

@@ -112,6 +112,68 @@ async def test_renewal_never_paid(stack: Stack, out: Path) -> None:
     await renewal(stack, out, "never_paid", None)
 
 
+async def test_renewal_paid_before_its_opening_notice(stack: Stack, out: Path) -> None:
+    """From v11 (renewal-lean-2): paid between the fan-out listing the charge and the
+    workflow's first task; the opening notice's activity sees it, sends nothing, it settles."""
+    from csp_core.renewals.billing import cutoff_at, period_start
+    from csp_core.renewals.values import RenewalCharge, RenewalRequest
+
+    bought = await stack.result(await stack.submit(example("order-create.json")))
+    subscription_id = bought.subscription_ids[0]
+    period = next_period(period_of(await stack.env.get_current_time()))
+    await advance_to(stack, local(period, 1, 8))
+    policy = renewal_api.renewal_policy(stack.settings)
+    stack.registry.bill_period(
+        subscription_id, period, period_start(period, policy.timezone), cutoff_at(period, policy)
+    )
+    paid = await renewal_api.record_payment(
+        stack.env.client, stack.registry, subscription_id, period, "SPEI-EARLY"
+    )
+    context = stack.registry.charge_context(subscription_id)
+    charge = RenewalCharge(period=period, amount=paid.charge.amount, **context.model_dump())
+    handle = await stack.env.client.start_workflow(
+        "RenewalPaymentWorkflow",
+        RenewalRequest(charge=charge, policy=policy),
+        id=f"renewal-{subscription_id}-{period}",
+        task_queue=stack.task_queue,
+    )
+    stack.started.append(handle.id)
+    await stack.result(handle)
+    await save(handle, out, "renewal_paid_before_opening")
+
+
+async def test_renewal_partly_paid_before_its_opening_notice(stack: Stack, out: Path) -> None:
+    """From v11 (renewal-lean-2): 500 paid before the cycle opened the period (the notice shows
+    it, the workflow learns it from the notice's activity), the rest on the 16th."""
+    from decimal import Decimal
+
+    from csp_core.renewals.billing import cutoff_at, period_start
+
+    bought = await stack.result(await stack.submit(example("order-create.json")))
+    subscription_id = bought.subscription_ids[0]
+    period = next_period(period_of(await stack.env.get_current_time()))
+    await advance_to(stack, local(period, 1, 7))
+    policy = renewal_api.renewal_policy(stack.settings)
+    stack.registry.bill_period(
+        subscription_id, period, period_start(period, policy.timezone), cutoff_at(period, policy)
+    )
+    await renewal_api.record_payment(
+        stack.env.client, stack.registry, subscription_id, period, "SPEI-A", Decimal("500.00")
+    )
+    await advance_to(stack, local(period, 1, 8))
+    cycle = await renewal_api.run_period(stack.env.client, period, stack.settings)
+    await stack.env.client.get_workflow_handle(cycle.id).result()
+    handle = stack.env.client.get_workflow_handle(f"renewal-{subscription_id}-{period}")
+    stack.started.append(handle.id)
+    await stack.first_task_done(handle)
+    await advance_to(stack, local(period, 16, 10))
+    await renewal_api.record_payment(
+        stack.env.client, stack.registry, subscription_id, period, "SPEI-B"
+    )
+    await stack.result(handle)
+    await save(handle, out, "renewal_partly_paid_before_opening")
+
+
 async def test_subscription_seats_auto_renew_then_cancelled(stack: Stack, out: Path) -> None:
     """From v5: a license's workflow, changed by its Updates, then cancelled in its window."""
     from workflows.subscription import SubscriptionWorkflow
