@@ -15,6 +15,7 @@ from csp_core.orders.provisioning import OrderRequest
 from csp_core.stages import OrderStage
 from temporalutil import search_attributes as sa
 from tests.support.stack import Stack, example
+from tests.test_order_activation import stages_shown
 from workflows.order import LicenseOrderWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -26,17 +27,6 @@ async def stage_at_start(handle: WorkflowHandle) -> str | None:
     started = history.events[0].workflow_execution_started_event_attributes
     field = started.search_attributes.indexed_fields.get("OrderStage")
     return field.data.decode().strip('"') if field is not None else None
-
-
-async def stages_upserted(handle: WorkflowHandle) -> list[str]:
-    """The OrderStage values the workflow itself set, in order."""
-    shown = []
-    for event in (await handle.fetch_history()).events:
-        if event.HasField("upsert_workflow_search_attributes_event_attributes"):
-            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
-            if "OrderStage" in fields.indexed_fields:
-                shown.append(fields.indexed_fields["OrderStage"].data.decode().strip('"'))
-    return shown
 
 
 @pytest.mark.parametrize(
@@ -55,7 +45,7 @@ async def test_a_submitted_order_starts_at_its_opening_stage(
 
     assert result.stage is OrderStage.ACTIVE
     assert await stage_at_start(handle) == opening.value
-    assert await stages_upserted(handle) == ["PLACING_ORDER", "ACTIVE"]
+    assert await stages_shown(handle) == ["PLACING_ORDER", "ACTIVE"]
 
 
 async def test_an_order_started_at_received_is_moved_to_its_opening_stage(stack: Stack) -> None:
@@ -81,4 +71,4 @@ async def test_an_order_started_at_received_is_moved_to_its_opening_stage(stack:
 
     assert result.stage is OrderStage.ACTIVE
     assert await stage_at_start(handle) == "RECEIVED"
-    assert await stages_upserted(handle) == ["LINKING_TENANT", "PLACING_ORDER", "ACTIVE"]
+    assert await stages_shown(handle) == ["LINKING_TENANT", "PLACING_ORDER", "ACTIVE"]
