@@ -85,6 +85,10 @@ def _int_list(value: object) -> object:
     return value
 
 
+# The worker's event loop (temporalutil/event_loop.py).
+EventLoop = Literal["uvloop", "asyncio"]
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a refused configuration must not print the secrets it was given.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
@@ -98,7 +102,7 @@ class Settings(BaseSettings):
     # and replays always run it.
     workflow_sandbox: bool = False
     # The worker's event loop (temporalutil/event_loop.py): uvloop, or asyncio's own.
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    event_loop: EventLoop = "uvloop"
     # Payload encryption (temporalutil/codec.py): comma-separated keys, the first encrypts.
     # Unset: payloads are stored as plain JSON (the local stack's default).
     payload_encryption_keys: Annotated[list[SecretStr], NoDecode] = []

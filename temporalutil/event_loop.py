@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
+
+from csp_core.settings import EventLoop
 
 T = TypeVar("T")
-EventLoop = Literal["uvloop", "asyncio"]
 
 
 def loop_factory(kind: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
