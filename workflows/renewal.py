@@ -368,16 +368,11 @@ class RenewalPaymentWorkflow(SuspensionSteps):
             payment_amount=payment_amount,
         )
         if looks_up_payment:
-            await self._notices.send(
-                RenewalActivities.send_opening_notice,
-                notice,
-                key=notice.key,
-                summary=f"E-mail: {label}",
-                on_result=self._seen_at_opening,
-            )
-            return
+            activity, on_result = RenewalActivities.send_opening_notice, self._seen_at_opening
+        else:
+            activity, on_result = RenewalActivities.notify_renewal, None
         await self._notices.send(
-            RenewalActivities.notify_renewal, notice, key=notice.key, summary=f"E-mail: {label}"
+            activity, notice, key=notice.key, summary=f"E-mail: {label}", on_result=on_result
         )
 
     def _refresh_details(self) -> None:
