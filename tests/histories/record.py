@@ -17,6 +17,7 @@ import json
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from temporalio.client import WorkflowHandle
@@ -27,6 +28,9 @@ from csp_core.timezones import BUSINESS_TZ
 from tests.support import ingram as on_ingram
 from tests.support.stack import Stack, example
 from workflows.order import LicenseOrderWorkflow
+
+if TYPE_CHECKING:
+    from csp_core.renewals.billing import RenewalPolicy
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ingram = on_ingram.ingram  # the fixture: the stack on the Ingram adapter (v7 scenarios)
@@ -112,20 +116,28 @@ async def test_renewal_never_paid(stack: Stack, out: Path) -> None:
     await renewal(stack, out, "never_paid", None)
 
 
-async def test_renewal_paid_before_its_opening_notice(stack: Stack, out: Path) -> None:
-    """From v11 (renewal-lean-2): paid between the fan-out listing the charge and the
-    workflow's first task; the opening notice's activity sees it, sends nothing, it settles."""
+async def bought_and_billed(stack: Stack, hour: int) -> tuple[str, str, RenewalPolicy]:
+    """Buy, move to the next period's day 1 at `hour` and record its charge (as the cycle
+    would): the subscription, the period and the renewal policy (v11 scenarios)."""
     from csp_core.renewals.billing import cutoff_at, period_start
-    from csp_core.renewals.values import RenewalCharge, RenewalRequest
 
     bought = await stack.result(await stack.submit(example("order-create.json")))
     subscription_id = bought.subscription_ids[0]
     period = next_period(period_of(await stack.env.get_current_time()))
-    await advance_to(stack, local(period, 1, 8))
+    await advance_to(stack, local(period, 1, hour))
     policy = renewal_api.renewal_policy(stack.settings)
     stack.registry.bill_period(
         subscription_id, period, period_start(period, policy.timezone), cutoff_at(period, policy)
     )
+    return subscription_id, period, policy
+
+
+async def test_renewal_paid_before_its_opening_notice(stack: Stack, out: Path) -> None:
+    """From v11 (renewal-lean-2): paid between the fan-out listing the charge and the
+    workflow's first task; the opening notice's activity sees it, sends nothing, it settles."""
+    from csp_core.renewals.values import RenewalCharge, RenewalRequest
+
+    subscription_id, period, policy = await bought_and_billed(stack, hour=8)
     paid = await renewal_api.record_payment(
         stack.env.client, stack.registry, subscription_id, period, "SPEI-EARLY"
     )
@@ -147,16 +159,7 @@ async def test_renewal_partly_paid_before_its_opening_notice(stack: Stack, out: 
     it, the workflow learns it from the notice's activity), the rest on the 16th."""
     from decimal import Decimal
 
-    from csp_core.renewals.billing import cutoff_at, period_start
-
-    bought = await stack.result(await stack.submit(example("order-create.json")))
-    subscription_id = bought.subscription_ids[0]
-    period = next_period(period_of(await stack.env.get_current_time()))
-    await advance_to(stack, local(period, 1, 7))
-    policy = renewal_api.renewal_policy(stack.settings)
-    stack.registry.bill_period(
-        subscription_id, period, period_start(period, policy.timezone), cutoff_at(period, policy)
-    )
+    subscription_id, period, _ = await bought_and_billed(stack, hour=7)
     await renewal_api.record_payment(
         stack.env.client, stack.registry, subscription_id, period, "SPEI-A", Decimal("500.00")
     )
