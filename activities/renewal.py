@@ -20,7 +20,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.common import (
-    claim_notice,
     in_thread,
     ledger_call,
     provider_failure,
@@ -28,10 +27,11 @@ from activities.common import (
     send_once,
 )
 from activities.renewal_pages import bill_page, charge_failure, open_page
+from activities.renewal_payments import look_up_then_claim, payment_seen
 from csp_core.notifications import messages
 from csp_core.notifications.mailer import Mailer
 from csp_core.providers.port import Provider, ProviderError, SubscriptionStatus
-from csp_core.registry import NotificationRecord, Registry
+from csp_core.registry import Registry
 from csp_core.registry.errors import UnknownSubscription
 from csp_core.renewals.billing import (
     REACTIVATION_RETRY_EVERY,
@@ -321,7 +321,7 @@ class RenewalActivities:
         seen, claimed = await ledger_call(
             "claiming",
             notice.key,
-            _look_up_then_claim,
+            look_up_then_claim,
             self.registry,
             email,
             charge,
@@ -412,40 +412,3 @@ class RenewalActivities:
             case NoticeKind.SUSPENSION_FAILED:
                 return messages.renewal_suspension_failed(details, self.ops_email, key=key, tz=tz)
         raise ValueError(f"unknown renewal notice {kind}")
-
-
-def payment_seen(registry: Registry, subscription_id: str, period: str) -> PaymentSeen | None:
-    """find_payment's look-up (blocking)."""
-    charge = registry.get_charge(subscription_id, period)
-    if charge is None:
-        return None
-    if charge.paid_at is not None:
-        return PaymentSeen(
-            reference=charge.payment_reference or "registered",
-            paid_at=charge.paid_at,
-            amount_paid=charge.amount_paid,
-        )
-    if charge.amount_paid > 0:
-        payments = registry.list_payments(subscription_id, period)
-        return PaymentSeen(
-            reference=payments[-1].reference,
-            paid_at=payments[-1].paid_at,
-            amount_paid=charge.amount_paid,
-            settled=False,
-        )
-    return None
-
-
-def _look_up_then_claim(
-    registry: Registry, email: messages.Email, charge: RenewalCharge, *, first_attempt: bool
-) -> tuple[PaymentSeen | None, NotificationRecord | None]:
-    """The opening notice's payment look-up, then its claim of the e-mail ledger's row, in one
-    trip to a thread (blocking). No claim when the charge is settled before the first attempt
-    claimed anything (a later attempt's row may be on its way already: it is sent)."""
-    seen = payment_seen(registry, charge.subscription_id, charge.period)
-    if seen is not None and seen.settled and first_attempt:
-        return seen, None
-    claimed = claim_notice(
-        registry, email, subscription_id=charge.subscription_id, period=charge.period
-    )
-    return seen, claimed
