@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pydantic
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
@@ -30,7 +31,7 @@ from tests.test_renewal_workflow import (
 )
 from workflows.renewal import RenewalPaymentWorkflow
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+ON_THE_STACK = pytest.mark.asyncio(loop_scope="session")
 
 DEFAULT_DELAY = timedelta(seconds=Settings.model_fields["renewal_opening_delay_seconds"].default)
 
@@ -58,6 +59,7 @@ async def events(handle: WorkflowHandle) -> int:
     return len((await handle.fetch_history()).events)
 
 
+@ON_THE_STACK
 async def test_a_renewal_begins_the_opening_delay_after_the_cycle_started_it(
     stack: Stack,
 ) -> None:
@@ -81,6 +83,7 @@ async def test_a_renewal_begins_the_opening_delay_after_the_cycle_started_it(
     assert (await status(handle)).status is PaymentStatus.PENDING
 
 
+@ON_THE_STACK
 async def test_a_payment_recorded_before_the_renewal_begins_settles_it_without_a_notice(
     stack: Stack,
 ) -> None:
@@ -95,3 +98,16 @@ async def test_a_payment_recorded_before_the_renewal_begins_settles_it_without_a
     assert result.status is PaymentStatus.PAID
     assert result.payment_reference == "SPEI-EARLY"
     assert "renewal_notice" not in kinds(stack, subscription_id, period)
+
+
+@pytest.mark.parametrize("value", ["-1", "21601", "five minutes"])
+def test_an_opening_delay_out_of_its_range_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Refused before anything starts (the worker and the CLI load settings first)."""
+    monkeypatch.setenv("RENEWAL_OPENING_DELAY_SECONDS", value)
+
+    with pytest.raises(pydantic.ValidationError) as refused:
+        Settings()
+
+    assert refused.value.errors()[0]["loc"] == ("renewal_opening_delay_seconds",)
