@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from csp_core.renewals.billing import CutoffPolicy
+from csp_core.renewals.billing import MAX_OPENING_DELAY, CutoffPolicy
 from csp_core.timezones import DEFAULT_BUSINESS_TIMEZONE
 
 DATA_DIR = Path(".data")
@@ -194,7 +194,9 @@ class Settings(BaseSettings):
     renewal_cutoff_policy: CutoffPolicy = CutoffPolicy.NOTIFY
     # How long after the monthly cycle starts a renewal it begins (RenewalPolicy.opening_delay):
     # long enough for the whole fan-out to be started first.
-    renewal_opening_delay_seconds: Annotated[int, Field(ge=0, le=21600)] = 300
+    renewal_opening_delay_seconds: Annotated[
+        int, Field(ge=0, le=int(MAX_OPENING_DELAY.total_seconds()))
+    ] = 300
 
     # HTTP API (`python -m http_api`; `make run` starts it). Each key's rate limit: a token
     # bucket per key id of API_RATE_LIMIT_PER_MINUTE (a key's own rate when it was made with

@@ -55,6 +55,10 @@ class LadderStep(BaseModel):
 DEFAULT_CUTOFF_DAY = 26
 
 
+# The longest a renewal may wait between its start and its beginning (RenewalPolicy.opening_delay).
+MAX_OPENING_DELAY = timedelta(hours=6)
+
+
 class RenewalPolicy(BaseModel):
     """The business settings of the renewal ladder, snapshotted into each workflow's input."""
 
@@ -73,9 +77,7 @@ class RenewalPolicy(BaseModel):
     # opening notice): the month's fan-out of starts then runs at the server's start rate
     # instead of competing with the renewals it already started. 0 in policies snapshotted
     # before it (they began at once).
-    opening_delay: Annotated[timedelta, Field(ge=timedelta(0), le=timedelta(hours=6))] = timedelta(
-        0
-    )
+    opening_delay: Annotated[timedelta, Field(ge=timedelta(0), le=MAX_OPENING_DELAY)] = timedelta(0)
 
     @model_validator(mode="after")
     def _ladder_before_cutoff(self) -> RenewalPolicy:
